@@ -1,0 +1,66 @@
+"""course_utils: the CNN course's helpers for data, training, models, plots, widgets and exercise checks.
+
+Importing it changes no global state. The short API below is what the notebooks use; each submodule
+(``cu.data``, ``cu.engine``, ``cu.models``, ``cu.plotting``, ``cu.widgets``, ``cu.checks``) holds the rest.
+"""
+
+__version__ = "0.1.0"
+
+from . import checks, config, data, engine, models, plotting, widgets
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .config import DATA_DIR, SMOKE
+from .engine import History, NonFiniteLossError, Predictions, evaluate, fit, predict, train_one_epoch
+from .models import ImprovedCNN, SimpleCNN, count_parameters, resnet18_transfer, trainable_summary
+from .plotting import (
+    plot_confusion_matrix,
+    plot_history,
+    show_feature_maps,
+    show_filters,
+    show_images,
+    show_misclassified,
+)
+from .utils import bf16_supported, environment_report, get_device, set_seed
+
+__all__ = [
+    "__version__",
+    # configuration
+    "SMOKE",
+    "DATA_DIR",
+    # submodules
+    "checks",
+    "config",
+    "data",
+    "engine",
+    "models",
+    "plotting",
+    "widgets",
+    # setup
+    "set_seed",
+    "get_device",
+    "bf16_supported",
+    "environment_report",
+    # training
+    "fit",
+    "evaluate",
+    "predict",
+    "train_one_epoch",
+    "History",
+    "Predictions",
+    "NonFiniteLossError",
+    "save_checkpoint",
+    "load_checkpoint",
+    "CheckpointError",
+    # models
+    "SimpleCNN",
+    "ImprovedCNN",
+    "resnet18_transfer",
+    "count_parameters",
+    "trainable_summary",
+    # plots
+    "show_images",
+    "plot_history",
+    "plot_confusion_matrix",
+    "show_misclassified",
+    "show_filters",
+    "show_feature_maps",
+]

@@ -1,0 +1,450 @@
+"""Datasets for the course: MNIST, Fashion-MNIST, any ImageFolder and the ants/bees set, as ready loaders."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Subset
+from torchvision import datasets, transforms
+
+from . import config
+from ._download import DownloadError, download_file, gunzip, safe_extract_zip
+from .synthetic import random_images, rendered_digits
+from .tensorloader import TensorLoader
+
+__all__ = [
+    "DataBundle",
+    "DatasetNotFoundError",
+    "mnist",
+    "fashion_mnist",
+    "image_folder",
+    "hymenoptera",
+    "MNIST_MEAN",
+    "MNIST_STD",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+]
+
+MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)  # computed from the 60,000 training images in notebook 02
+FASHION_MEAN, FASHION_STD = (0.2860,), (0.3530,)
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+SMOKE_TRAIN, SMOKE_TEST = 2048, 1024  # images kept in smoke mode: enough to see learning, seconds to run
+
+HYMENOPTERA_URL = "https://download.pytorch.org/tutorial/hymenoptera_data.zip"
+HYMENOPTERA_MD5 = "5f8c32a6554f6acb4d649776e7735e48"
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """The dataset's files are not where the course looks, and could not be downloaded."""
+
+
+@dataclass
+class DataBundle:
+    """Loaders for one dataset.
+
+    Attributes:
+        train: Batches for training (shuffled).
+        val: Batches held out from the training set, or None.
+        test: Batches of the official test split.
+        classes: Class names, indexed by label.
+        mean: Per-channel mean used for normalisation (to un-normalise for plots).
+        std: Per-channel standard deviation used for normalisation.
+        source: Where the data came from, in words.
+    """
+
+    train: Any
+    val: Any | None
+    test: Any
+    classes: list[str]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    source: str
+
+    def __repr__(self) -> str:
+        def size(loader: Any) -> str:
+            return "None" if loader is None else f"{len(loader.dataset)} images in {len(loader)} batches"
+
+        return (
+            f"DataBundle(source={self.source!r}, classes={len(self.classes)},\n"
+            f"  train: {size(self.train)},\n  val:   {size(self.val)},\n  test:  {size(self.test)})"
+        )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Finding and downloading the files
+# ---------------------------------------------------------------------------------------------------------
+def _idx_files(cls: type[datasets.MNIST]) -> list[tuple[str, str]]:
+    return [(name, md5) for name, md5 in cls.resources]  # (filename.gz, md5 of the .gz)
+
+
+def _ensure_idx(cls: type[datasets.MNIST], root: Path, download: bool) -> None:
+    """Make sure ``root/<Name>/raw`` holds the four idx files, downloading them if allowed."""
+    raw = root / cls.__name__ / "raw"
+    missing = [gz for gz, _ in _idx_files(cls) if not (raw / gz.removesuffix(".gz")).is_file()]
+    if not missing:
+        return
+    files = "\n".join(f"    {gz}" for gz in missing)
+    hint = (
+        f"{cls.__name__} was not found in {raw}.\n"
+        f"Expected these files there (the .gz or the extracted file):\n{files}\n"
+        f"from {cls.mirrors[0]}. Put them in that folder, or point COURSE_DATA_DIR at a folder that holds "
+        f"{cls.__name__}/raw/ (torchvision's layout)."
+    )
+    try:
+        for gz, md5 in _idx_files(cls):
+            target = raw / gz.removesuffix(".gz")
+            if target.is_file():
+                continue
+            if not (raw / gz).is_file():
+                if not download:
+                    raise DatasetNotFoundError(hint + "\nDownloading is switched off (download=False).")
+                download_file([m + gz for m in cls.mirrors], raw / gz, md5=md5)
+            gunzip(raw / gz, target)
+    except DownloadError as exc:
+        raise DatasetNotFoundError(f"{hint}\nDownloading failed (no network?):\n{exc}") from exc
+    except PermissionError as exc:
+        raise DatasetNotFoundError(f"{hint}\nThe folder is read-only: {exc}") from exc
+
+
+def _load_idx(cls: type[datasets.MNIST], root: Path, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    try:
+        ds = cls(str(root), train=train, download=False)
+    except (RuntimeError, ValueError, AssertionError) as exc:
+        raise DatasetNotFoundError(
+            f"The {cls.__name__} files in {root / cls.__name__ / 'raw'} could not be read ({exc}). "
+            "They may be truncated or corrupt: delete them and run again to download fresh copies."
+        ) from exc
+    return ds.data, ds.targets
+
+
+def _split(n: int, val_fraction: float, subset: int | None, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Seeded indices for (train, val) out of ``n`` training images, after taking ``subset`` of them."""
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    if subset is not None:
+        order = order[: max(1, min(subset, n))]
+    n_val = int(round(len(order) * val_fraction))
+    return order[n_val:], order[:n_val]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# MNIST and Fashion-MNIST
+# ---------------------------------------------------------------------------------------------------------
+def _idx_dataset(
+    cls: type[datasets.MNIST],
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    *,
+    batch_size: int,
+    val_fraction: float,
+    subset: int | None,
+    test_subset: int | None,
+    augment: bool,
+    fast: bool | None,
+    transform: Any,
+    device: torch.device | str | None,
+    seed: int,
+    num_workers: int,
+    data_dir: str | Path | None,
+    download: bool,
+) -> DataBundle:
+    root = Path(data_dir) if data_dir is not None else config.data_dir()
+    if config.SMOKE:
+        subset = min(subset or SMOKE_TRAIN, SMOKE_TRAIN)
+        test_subset = min(test_subset or SMOKE_TEST, SMOKE_TEST)
+    try:
+        _ensure_idx(cls, root, download)
+        (x_train, y_train), (x_test, y_test) = _load_idx(cls, root, True), _load_idx(cls, root, False)
+        source = f"{cls.__name__} from {root / cls.__name__ / 'raw'}"
+        classes = list(cls.classes)
+    except DatasetNotFoundError:
+        if not config.SMOKE:
+            raise
+        warnings.warn(
+            f"SMOKE MODE: {cls.__name__} is not available, so SYNTHETIC rendered digits stand in for it. "
+            "Numbers from this run say nothing about the real dataset.",
+            stacklevel=3,
+        )
+        print(f"!!! SMOKE MODE: using synthetic rendered digits instead of {cls.__name__} !!!")
+        (x_train, y_train), (x_test, y_test) = rendered_digits(subset, seed=seed), rendered_digits(test_subset, seed=seed + 1)
+        source, classes = "synthetic rendered digits (smoke mode)", [str(i) for i in range(10)]
+
+    train_idx, val_idx = _split(len(x_train), val_fraction, subset, seed)
+    test_idx = torch.arange(len(x_test) if test_subset is None else min(test_subset, len(x_test)))
+    use_fast = transform is None if fast is None else fast
+    if use_fast and transform is not None:
+        raise ValueError("fast=True keeps data as tensors and cannot apply a per-sample transform; pass fast=False")
+    if not use_fast and source.startswith("synthetic"):
+        use_fast = True  # the synthetic stand-in exists only as tensors
+
+    if use_fast:
+        device = torch.device(device) if device is not None else _default_device()
+
+        def fast_loader(x: torch.Tensor, y: torch.Tensor, train: bool) -> TensorLoader:
+            return TensorLoader(x, y, batch_size=batch_size, shuffle=train, mean=mean, std=std,
+                                max_shift=2 if (augment and train) else 0, device=device, seed=seed)
+
+        return DataBundle(
+            train=fast_loader(x_train[train_idx], y_train[train_idx], True),
+            val=fast_loader(x_train[val_idx], y_train[val_idx], False) if len(val_idx) else None,
+            test=fast_loader(x_test[test_idx], y_test[test_idx], False),
+            classes=classes, mean=mean, std=std, source=source + f" (in-memory tensors on {device})",
+        )
+
+    # The classic path: a torchvision dataset with per-sample PIL transforms, batched by a DataLoader.
+    base = [transforms.ToTensor(), transforms.Normalize(mean, std)]
+    eval_tf = transform or transforms.Compose(base)
+    shift = [transforms.RandomAffine(0, translate=(2 / 28, 2 / 28))] if augment else []
+    train_tf = transform or transforms.Compose(shift + base)
+
+    def torch_loader(train_split: bool, tf: Any, idx: torch.Tensor, shuffle: bool) -> DataLoader:
+        ds = cls(str(root), train=train_split, transform=tf, download=False)
+        return DataLoader(Subset(ds, idx.tolist()), batch_size=batch_size, shuffle=shuffle,
+                          generator=torch.Generator().manual_seed(seed), num_workers=num_workers,
+                          pin_memory=torch.cuda.is_available())
+
+    return DataBundle(
+        train=torch_loader(True, train_tf, train_idx, True),
+        val=torch_loader(True, eval_tf, val_idx, False) if len(val_idx) else None,
+        test=torch_loader(False, eval_tf, test_idx, False),
+        classes=classes, mean=mean, std=std, source=source + " (torchvision DataLoader, per-sample transforms)",
+    )
+
+
+def _default_device() -> torch.device:
+    from .utils import get_device
+
+    return get_device(verbose=False)
+def mnist(
+    *,
+    batch_size: int = 64,
+    val_fraction: float = 0.1,
+    subset: int | None = None,
+    test_subset: int | None = None,
+    augment: bool = False,
+    fast: bool | None = None,
+    transform: Any = None,
+    device: torch.device | str | None = None,
+    seed: int = 0,
+    num_workers: int = 0,
+    data_dir: str | Path | None = None,
+    download: bool = True,
+) -> DataBundle:
+    """MNIST handwritten digits (28x28 grey), normalised with mean 0.1307 and std 0.3081.
+
+    Args:
+        batch_size: Images per batch.
+        val_fraction: Part of the 60,000 training images held out as ``.val`` (0 for none).
+        subset: Use only this many training images (before the validation split); None for all.
+        test_subset: Use only this many test images; None for all 10,000.
+        augment: Randomly shift training images by up to 2 pixels.
+        fast: Keep the data as in-memory tensors (default when no ``transform`` is given) instead of a
+            torchvision dataset with per-sample transforms behind a ``DataLoader``.
+        transform: A per-sample transform (implies the DataLoader path); default ToTensor + Normalize.
+        device: Where the fast path keeps the data; default: the best available device.
+        seed: Seed for the split, the subset, shuffling and augmentation.
+        num_workers: DataLoader worker processes (DataLoader path only); 0 is safe in notebooks everywhere.
+        data_dir: Where to look for ``MNIST/raw``; default ``COURSE_DATA_DIR``.
+        download: Download the files if they are missing.
+
+    Returns:
+        A DataBundle with ``.train``, ``.val``, ``.test`` loaders and ``.classes``.
+
+    Raises:
+        DatasetNotFoundError: The files are missing and could not be downloaded (outside smoke mode).
+    """
+    return _idx_dataset(datasets.MNIST, MNIST_MEAN, MNIST_STD, **locals())
+
+
+def fashion_mnist(
+    *,
+    batch_size: int = 64,
+    val_fraction: float = 0.1,
+    subset: int | None = None,
+    test_subset: int | None = None,
+    augment: bool = False,
+    fast: bool | None = None,
+    transform: Any = None,
+    device: torch.device | str | None = None,
+    seed: int = 0,
+    num_workers: int = 0,
+    data_dir: str | Path | None = None,
+    download: bool = True,
+) -> DataBundle:
+    """Fashion-MNIST clothing images (28x28 grey, 10 classes); the same options as :func:`mnist`."""
+    return _idx_dataset(datasets.FashionMNIST, FASHION_MEAN, FASHION_STD, **locals())
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Folders of images: ImageFolder layout and the ants/bees set
+# ---------------------------------------------------------------------------------------------------------
+def _readable_image(path: str) -> bool:
+    """ImageFolder's file filter: a known image extension and a file PIL can read; warn on others."""
+    from PIL import Image, UnidentifiedImageError
+
+    if not path.lower().endswith(datasets.folder.IMG_EXTENSIONS):
+        return False
+    try:
+        with Image.open(path) as img:
+            img.verify()
+    except (OSError, UnidentifiedImageError, SyntaxError) as exc:
+        warnings.warn(f"skipping unreadable image {path}: {exc}", stacklevel=2)
+        return False
+    return True
+
+
+def _check_split(folder: Path, root: Path) -> None:
+    layout = f"expected {root}/train/<class>/*.jpg and {root}/val/<class>/*.jpg (one folder per class)"
+    if not folder.is_dir():
+        raise DatasetNotFoundError(f"image folder {folder} does not exist; {layout}")
+    classes = [d for d in folder.iterdir() if d.is_dir()]
+    if not classes:
+        raise DatasetNotFoundError(f"{folder} has no class folders; {layout}")
+    empty = [d.name for d in classes if not any(f.is_file() for f in d.iterdir())]
+    if empty:
+        raise DatasetNotFoundError(f"class folder(s) {empty} in {folder} hold no files; {layout}")
+
+
+def default_transforms(size: int = 224) -> tuple[Any, Any]:
+    """ImageNet-style transforms: (train with random crop and flip, eval with resize and centre crop)."""
+    normalize = transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)
+    train = transforms.Compose([transforms.RandomResizedCrop(size), transforms.RandomHorizontalFlip(),
+                                transforms.ToTensor(), normalize])
+    evaluate = transforms.Compose([transforms.Resize(int(size * 256 / 224)), transforms.CenterCrop(size),
+                                   transforms.ToTensor(), normalize])
+    return train, evaluate
+
+
+def image_folder(
+    root: str | Path,
+    *,
+    batch_size: int = 32,
+    transform: Any = None,
+    train_transform: Any = None,
+    val_fraction: float = 0.0,
+    subset: int | None = None,
+    seed: int = 0,
+    num_workers: int = 0,
+) -> DataBundle:
+    """Any folder in ImageFolder layout: ``root/train/<class>/...`` and ``root/val/<class>/...``.
+
+    Args:
+        root: The folder holding ``train/`` and ``val/`` (or ``test/``).
+        batch_size: Images per batch.
+        transform: Per-image transform for evaluation (e.g. ``weights.transforms()``); default: resize to 256,
+            centre-crop 224, ImageNet normalisation.
+        train_transform: Transform for training images; default: the ImageNet-style random crop and flip when
+            ``transform`` is None, else ``transform`` itself (no augmentation).
+        val_fraction: Part of ``train/`` held out as ``.val``; ``root/val`` is the ``.test`` split.
+        subset: Use only this many images of each split (handy for quick runs).
+        seed: Seed for the split, the subset and shuffling.
+        num_workers: DataLoader worker processes; 0 is safe in notebooks on every OS.
+
+    Returns:
+        A DataBundle; unreadable image files are skipped with a warning naming each.
+    """
+    root = Path(root)
+    test_dir = root / "val" if (root / "val").is_dir() or not (root / "test").is_dir() else root / "test"
+    for folder in (root / "train", test_dir):
+        _check_split(folder, root)
+    default_train, default_eval = default_transforms()
+    eval_tf = transform or default_eval
+    train_tf = train_transform or (default_train if transform is None else transform)
+    if config.SMOKE:
+        subset = min(subset or 32, 32)
+
+    train_ds = datasets.ImageFolder(root / "train", transform=train_tf, is_valid_file=_readable_image)
+    train_eval_ds = datasets.ImageFolder(root / "train", transform=eval_tf, is_valid_file=lambda p: True)
+    train_eval_ds.samples = train_ds.samples  # same files, without re-checking each one
+    test_ds = datasets.ImageFolder(test_dir, transform=eval_tf, is_valid_file=_readable_image)
+    train_idx, val_idx = _split(len(train_ds), val_fraction, subset, seed)
+    test_idx = torch.randperm(len(test_ds), generator=torch.Generator().manual_seed(seed))[:subset]
+
+    def loader(ds: Dataset, idx: torch.Tensor, shuffle: bool) -> DataLoader:
+        return DataLoader(Subset(ds, sorted(idx.tolist())), batch_size=batch_size, shuffle=shuffle,
+                          generator=torch.Generator().manual_seed(seed), num_workers=num_workers,
+                          pin_memory=torch.cuda.is_available())
+
+    mean, std = IMAGENET_MEAN, IMAGENET_STD
+    if isinstance(eval_tf, transforms.Compose):
+        norms = [t for t in eval_tf.transforms if isinstance(t, transforms.Normalize)]
+        if norms:
+            mean, std = tuple(norms[0].mean), tuple(norms[0].std)
+    return DataBundle(
+        train=loader(train_ds, train_idx, True),
+        val=loader(train_eval_ds, val_idx, False) if len(val_idx) else None,
+        test=loader(test_ds, test_idx, False),
+        classes=list(train_ds.classes), mean=mean, std=std, source=f"image folder {root}",
+    )
+
+
+def _synthetic_photos(batch_size: int, seed: int) -> DataBundle:
+    warnings.warn("SMOKE MODE: the ants/bees images are not available, so SYNTHETIC coloured noise stands in. "
+                  "Numbers from this run say nothing about the real dataset.", stacklevel=3)
+    print("!!! SMOKE MODE: using synthetic images instead of the ants/bees set !!!")
+    (x_tr, y_tr), (x_te, y_te) = random_images(32, size=224, seed=seed), random_images(32, size=224, seed=seed + 1)
+
+    def loader(x: torch.Tensor, y: torch.Tensor, train: bool) -> TensorLoader:
+        return TensorLoader(x, y, batch_size=batch_size, shuffle=train, mean=IMAGENET_MEAN, std=IMAGENET_STD, seed=seed)
+
+    return DataBundle(train=loader(x_tr, y_tr, True), val=None, test=loader(x_te, y_te, False),
+                      classes=["ants", "bees"], mean=IMAGENET_MEAN, std=IMAGENET_STD,
+                      source="synthetic images (smoke mode)")
+
+
+def hymenoptera(
+    *,
+    batch_size: int = 32,
+    transform: Any = None,
+    train_transform: Any = None,
+    val_fraction: float = 0.0,
+    subset: int | None = None,
+    seed: int = 0,
+    num_workers: int = 0,
+    data_dir: str | Path | None = None,
+    download: bool = True,
+) -> DataBundle:
+    """The ants/bees images of PyTorch's transfer-learning tutorial (244 train, 153 val, 2 classes).
+
+    Looks for ``hymenoptera_data/{train,val}/{ants,bees}`` under the data folder; if absent, downloads the zip
+    (checksum-verified) and extracts it safely. Its ``val/`` folder is the ``.test`` split here.
+
+    Args:
+        batch_size: Images per batch.
+        transform: Evaluation transform, e.g. ``ResNet18_Weights.DEFAULT.transforms()``.
+        train_transform: Training transform; see :func:`image_folder`.
+        val_fraction: Part of ``train/`` held out as ``.val``.
+        subset: Use only this many images of each split.
+        seed: Seed for splits and shuffling.
+        num_workers: DataLoader worker processes.
+        data_dir: Where to look; default ``COURSE_DATA_DIR``.
+        download: Download the zip if the folder is missing.
+
+    Returns:
+        A DataBundle with classes ``["ants", "bees"]``.
+    """
+    root = Path(data_dir) if data_dir is not None else config.data_dir()
+    folder = root / "hymenoptera_data"
+    if not (folder / "train").is_dir():
+        hint = (f"The ants/bees set was not found in {folder}.\nDownload {HYMENOPTERA_URL} and unzip it in "
+                f"{root} (it unpacks to hymenoptera_data/train and hymenoptera_data/val), or set COURSE_DATA_DIR.")
+        try:
+            if not download:
+                raise DatasetNotFoundError(hint + "\nDownloading is switched off (download=False).")
+            root.mkdir(parents=True, exist_ok=True)
+            archive = download_file([HYMENOPTERA_URL], root / "hymenoptera_data.zip", md5=HYMENOPTERA_MD5)
+            safe_extract_zip(archive, root, "hymenoptera_data")
+            archive.unlink()
+        except (DownloadError, PermissionError, DatasetNotFoundError) as exc:
+            if config.SMOKE:
+                return _synthetic_photos(batch_size, seed)
+            if isinstance(exc, DatasetNotFoundError):
+                raise
+            raise DatasetNotFoundError(f"{hint}\nDownloading failed (no network?):\n{exc}") from exc
+    return image_folder(folder, batch_size=batch_size, transform=transform, train_transform=train_transform,
+                        val_fraction=val_fraction, subset=subset, seed=seed, num_workers=num_workers)

@@ -1,0 +1,69 @@
+"""Tests for course_utils.checkpoint: atomic saves and clear errors for wrong or damaged files."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from course_utils import checkpoint
+from course_utils.models import ImprovedCNN, SimpleCNN
+
+
+def test_round_trip_with_optimizer(tmp_path):
+    model = SimpleCNN()
+    optimizer = torch.optim.Adam(model.parameters())
+    model(torch.zeros(2, 1, 28, 28)).sum().backward()
+    optimizer.step()
+    path = checkpoint.save_checkpoint(model, tmp_path / "m.pt", optimizer=optimizer, note="hi")
+    fresh, fresh_opt = SimpleCNN(), torch.optim.Adam(SimpleCNN().parameters())
+    fresh_opt = torch.optim.Adam(fresh.parameters())
+    meta = checkpoint.load_checkpoint(fresh, path, optimizer=fresh_opt)
+    assert meta["extra"] == {"note": "hi"} and meta["model_class"] == "SimpleCNN"
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), fresh.state_dict().values(), strict=True))
+    assert fresh_opt.state_dict()["state"][0]["step"] == 1
+
+
+def test_plain_state_dict_loads(tmp_path):
+    model = SimpleCNN()
+    torch.save(model.state_dict(), tmp_path / "plain.pt")
+    checkpoint.load_checkpoint(SimpleCNN(), tmp_path / "plain.pt")
+
+
+def test_other_architecture_is_explained_and_model_untouched(tmp_path):
+    path = checkpoint.save_checkpoint(ImprovedCNN(), tmp_path / "improved.pt")
+    model = SimpleCNN()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(checkpoint.CheckpointError, match=r"(?s)another architecture.*class ImprovedCNN.*not in the model: bn1"):
+        checkpoint.load_checkpoint(model, path)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    other = checkpoint.save_checkpoint(SimpleCNN(num_classes=3), tmp_path / "three.pt")
+    with pytest.raises(checkpoint.CheckpointError, match=r"fc2.weight: checkpoint \(3, 128\) vs model \(10, 128\)"):
+        checkpoint.load_checkpoint(SimpleCNN(), other)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "empty"])
+def test_damaged_checkpoint_is_explained(tmp_path, damage):
+    path = checkpoint.save_checkpoint(SimpleCNN(), tmp_path / "m.pt")
+    content = path.read_bytes()
+    path.write_bytes({"truncate": content[: len(content) // 2], "garbage": b"\x00garbage" * 50, "empty": b""}[damage])
+    with pytest.raises(checkpoint.CheckpointError, match="corrupt, truncated or not a PyTorch file"):
+        checkpoint.load_checkpoint(SimpleCNN(), path)
+
+
+def test_missing_checkpoint(tmp_path):
+    with pytest.raises(checkpoint.CheckpointError, match="no checkpoint at"):
+        checkpoint.load_checkpoint(SimpleCNN(), tmp_path / "nope.pt")
+
+
+def test_failed_save_keeps_previous_file(tmp_path, monkeypatch):
+    path = checkpoint.save_checkpoint(SimpleCNN(), tmp_path / "m.pt")
+    good = path.read_bytes()
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt  # Ctrl-C in the middle of writing
+
+    monkeypatch.setattr(torch, "save", crash)
+    with pytest.raises(KeyboardInterrupt):
+        checkpoint.save_checkpoint(SimpleCNN(), path)
+    assert path.read_bytes() == good
+    assert [p.name for p in tmp_path.iterdir()] == ["m.pt"]

@@ -1,0 +1,105 @@
+"""Tests for course_utils.models: the two CNNs, the ResNet18 transfer helper and parameter counting."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from course_utils import models
+from course_utils.engine import fit
+
+
+@pytest.mark.parametrize("cls", [models.SimpleCNN, models.ImprovedCNN])
+def test_cnn_shapes_and_parameter_count(cls):
+    model = cls()
+    assert model(torch.zeros(5, 1, 28, 28)).shape == (5, 10)
+    # conv1 320 + conv2 18,496 + fc1 401,536 + fc2 1,290 (+ BatchNorm 64 + 128 for ImprovedCNN)
+    expected = 421_642 + (192 if cls is models.ImprovedCNN else 0)
+    assert models.count_parameters(model) == expected
+
+
+def test_cnn_rejects_wrong_shapes_clearly():
+    model = models.SimpleCNN()
+    with pytest.raises(ValueError, match=r"\(batch, 1, 28, 28\), got \(1, 28, 28\).*unsqueeze"):
+        model(torch.zeros(1, 28, 28))
+    with pytest.raises(ValueError, match=r"got \(2, 1, 32, 32\)"):
+        model(torch.zeros(2, 1, 32, 32))
+    assert models.SimpleCNN(in_channels=3, image_size=32)(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+    with pytest.raises(ValueError, match="divisible by 4"):
+        models.SimpleCNN(image_size=30)
+
+
+def test_dropout_only_in_train_mode():
+    torch.manual_seed(0)
+    model = models.ImprovedCNN().eval()
+    x = torch.randn(4, 1, 28, 28)
+    assert torch.equal(model(x), model(x))
+    model.train()
+    assert not torch.equal(model(x), model(x))
+
+
+def test_batch_of_one_fails_in_train_mode_for_batchnorm_in_dense_layer():
+    bn = nn.BatchNorm1d(3).train()
+    with pytest.raises(ValueError, match="more than 1 value per channel"):
+        bn(torch.zeros(1, 3))
+
+
+def test_trainable_summary():
+    model = models.SimpleCNN()
+    model.conv1.requires_grad_(False)
+    table = models.trainable_summary(model)
+    assert "conv1" in table and "total" in table
+    assert f"{models.count_parameters(model, trainable_only=True):,}" in table.splitlines()[-1]
+
+
+def _resnet(**kwargs):
+    return models.resnet18_transfer(2, weights=None, verbose=False, **kwargs)
+
+
+def test_resnet_feature_extraction_trains_only_the_head():
+    model = _resnet()
+    trainable = {n.split(".")[0] for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {"fc"}
+    assert model.fc.out_features == 2 and model.pretrained is False
+    # The frozen backbone's BatchNorm is frozen too: train() and eval() give the same features.
+    model.fc = nn.Identity()
+    x = torch.randn(2, 3, 64, 64)
+    assert torch.allclose(model.train()(x), model.eval()(x))
+
+
+def test_resnet_fine_tune_layer4():
+    model = _resnet(unfreeze=("layer4",))
+    trainable = {n.split(".")[0] for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {"layer4", "fc"}
+    with pytest.raises(ValueError, match="unknown blocks"):
+        _resnet(unfreeze=("layer9",))
+
+
+def test_resnet_head_trains_with_loss_backward():
+    model = _resnet()
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    loader = [(torch.randn(4, 3, 64, 64), torch.tensor([0, 1, 0, 1]))]
+    before = model.fc.weight.detach().clone()
+    fit(model, loader, epochs=1, optimizer=optimizer, loss_fn=nn.CrossEntropyLoss(), progress=False, verbose=False)
+    assert not torch.equal(before, model.fc.weight)
+
+
+def test_resnet_from_scratch_is_all_trainable():
+    model = _resnet(freeze_backbone=False)
+    assert models.count_parameters(model, trainable_only=True) == models.count_parameters(model) == 11_177_538
+
+
+def test_resnet_weights_unavailable(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # no cached weights here
+
+    def offline(*args, **kwargs):
+        raise OSError("network is unreachable (test)")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    with pytest.raises(models.WeightsUnavailableError, match="download.pytorch.org.*copy it to that path"):
+        models.resnet18_transfer(2)
+    with pytest.warns(UserWarning, match="RANDOM WEIGHTS"):
+        model = models.resnet18_transfer(2, allow_random=True)
+    assert model.pretrained is False
+    assert "random weights (NOT pretrained)" in capsys.readouterr().out

@@ -1,0 +1,75 @@
+"""Tests for course_utils.config, course_utils.utils and ``python -m course_utils``."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+import course_utils
+from course_utils import config, utils
+
+
+def test_data_dir_from_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("COURSE_DATA_DIR", str(tmp_path))
+    assert config.data_dir() == tmp_path.resolve()
+    monkeypatch.delenv("COURSE_DATA_DIR")
+    assert config.data_dir() == Path(course_utils.__file__).resolve().parent.parent / "data"  # a checkout
+
+
+def test_smoke_mode_parsing(monkeypatch):
+    for value, expected in [("1", True), ("true", True), ("0", False), ("", False), ("no", False)]:
+        monkeypatch.setenv("COURSE_SMOKE", value)
+        assert config.smoke_mode() is expected
+
+
+def test_set_seed_repeats():
+    utils.set_seed(5)
+    a = torch.rand(3)
+    utils.set_seed(5)
+    assert torch.equal(a, torch.rand(3))
+
+
+def test_get_device_says_which(capsys):
+    device = utils.get_device()
+    assert "Using device:" in capsys.readouterr().out
+    assert device.type in {"cpu", "cuda", "mps"}
+    assert utils.get_device("cpu", verbose=False) == torch.device("cpu")
+
+
+def test_dataset_status(tmp_path):
+    assert utils.dataset_status(tmp_path) == {"MNIST": False, "FashionMNIST": False, "hymenoptera": False}
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte"):
+        (raw / name).touch()
+    (raw / "t10k-labels-idx1-ubyte.gz").touch()
+    assert utils.dataset_status(tmp_path)["MNIST"] is True
+
+
+def test_import_changes_no_global_state():
+    code = (
+        "import matplotlib, torch; backend = matplotlib.get_backend(); threads = torch.get_num_threads(); "
+        "import course_utils; "
+        "assert matplotlib.get_backend() == backend and torch.get_num_threads() == threads; "
+        "assert not torch.are_deterministic_algorithms_enabled(); print('ok')"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip() == "ok", result.stderr
+
+
+def test_module_main_prints_report(tmp_path):
+    env = {"COURSE_DATA_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    result = subprocess.run([sys.executable, "-m", "course_utils"], capture_output=True, text=True, env=env,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    for word in ("torch", "torchvision", "data dir", "Using device", "MNIST", "missing"):
+        assert word in result.stdout
+
+
+def test_public_api_is_explicit():
+    for name in course_utils.__all__:
+        assert hasattr(course_utils, name), name
+    assert callable(course_utils.fit) and course_utils.SMOKE in (True, False)
