@@ -1,0 +1,398 @@
+"""Plots for the course: image grids, training curves, confusion matrices, conv filters and feature maps."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+from torch import nn
+
+__all__ = ["show_images", "plot_history", "confusion_matrix", "plot_confusion_matrix", "show_misclassified",
+           "show_filters", "show_feature_maps"]
+
+IntSequence = torch.Tensor | Sequence[int]
+FloatSequence = torch.Tensor | Sequence[float]
+
+# Every function makes its figure with pyplot, so Jupyter's inline backend shows it at the end of the cell
+# even when the learner assigns the result (`fig = cu.show_images(...)`). Ending a notebook line with `;`
+# avoids a second copy when the call is the last expression of the cell.
+
+
+def _grid(n: int, ncols: int, size: float, title: str) -> tuple[Figure, list[Axes]]:
+    ncols = max(1, min(ncols, n))
+    nrows = math.ceil(n / ncols)
+    # Wide enough for the longest title line (about 0.1 inch per character at the default font size),
+    # with room for a two-line caption above each image and for the title lines.
+    lines = title.splitlines() or [""]
+    width = max(ncols * size, 0.1 * max(len(line) for line in lines), 4.0)
+    height = nrows * (size + 0.4) + 0.25 * len(lines) + 0.2
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width, height), squeeze=False, layout="constrained")
+    for ax in axes.flat:
+        ax.axis("off")
+    fig.suptitle(title)
+    return fig, list(axes.flat)[:n]
+
+
+def _to_display(images: torch.Tensor, mean: FloatSequence | None, std: FloatSequence | None) -> np.ndarray:
+    x = torch.as_tensor(images).detach().cpu()
+    if x.dim() == 3:
+        x = x.unsqueeze(1)  # (N, 1, H, W)
+    if x.dim() != 4 or x.shape[1] not in (1, 3):
+        raise ValueError(f"images must have shape (N, C, H, W) with C = 1 or 3, or (N, H, W); "
+                         f"got {tuple(x.shape)}")
+    # uint8 images (as stored on disk) hold 0-255; float images hold 0-1 once un-normalised.
+    x = x.float() / 255 if x.dtype == torch.uint8 else x.float()
+    if mean is not None or std is not None:
+        channels = x.shape[1]
+        m = torch.as_tensor(0.0 if mean is None else mean, dtype=torch.float32).reshape(-1, 1, 1)
+        s = torch.as_tensor(1.0 if std is None else std, dtype=torch.float32).reshape(-1, 1, 1)
+        if m.shape[0] not in (1, channels) or s.shape[0] not in (1, channels):
+            raise ValueError(f"mean and std need 1 or {channels} values (one per channel)")
+        x = x * s + m  # undo Normalize: x_norm = (x - mean) / std
+    x = x.clamp(0, 1)
+    if x.shape[1] == 1:
+        return x[:, 0].numpy()  # (N, H, W)
+    return x.permute(0, 2, 3, 1).numpy()  # (N, H, W, 3)
+
+
+def _int_vector(values: IntSequence, what: str) -> torch.Tensor:
+    t = torch.as_tensor(values).detach().cpu()
+    if t.numel() == 0:
+        return t.reshape(0).long()
+    if t.dim() != 1 or t.is_floating_point():
+        raise ValueError(
+            f"{what} must be a 1-D sequence of integer class indices, got shape {tuple(t.shape)} and dtype "
+            f"{t.dtype}; for model outputs use logits.argmax(dim=1)"
+        )
+    return t.long()
+
+
+def _name(index: int, classes: Sequence[str] | None) -> str:
+    if classes is None:
+        return str(index)
+    if not 0 <= index < len(classes):
+        raise ValueError(f"class index {index} is outside classes (which has {len(classes)} names)")
+    return str(classes[index])
+
+
+def show_images(images: torch.Tensor, labels: IntSequence | None = None, *, preds: IntSequence | None = None,
+                classes: Sequence[str] | None = None, mean: FloatSequence | None = None,
+                std: FloatSequence | None = None, ncols: int = 8, title: str | None = None,
+                size: float = 1.5) -> Figure:
+    """Show a grid of images with their labels, or with predictions coloured right (green) / wrong (red).
+
+    Args:
+        images: Tensor ``(N, C, H, W)`` with C = 1 (grey) or 3 (RGB), or ``(N, H, W)``; float or uint8.
+        labels: True class of each image, shown as caption.
+        preds: Predicted class of each image; captions become "pred X / true Y" (needs ``labels``).
+        classes: Class names indexed by label; without them the numbers are shown.
+        mean: Per-channel mean used by ``Normalize``, to undo it for display.
+        std: Per-channel standard deviation used by ``Normalize``.
+        ncols: Images per row.
+        title: Figure title; a sensible one is chosen when omitted.
+        size: Side of each image in inches.
+
+    Returns:
+        The matplotlib Figure.
+    """
+    pixels = _to_display(images, mean, std)
+    n = len(pixels)
+    if n == 0:
+        raise ValueError("no images to show: images is empty")
+    label_list = None if labels is None else _int_vector(labels, "labels").tolist()
+    pred_list = None if preds is None else _int_vector(preds, "preds").tolist()
+    for what, values in (("labels", label_list), ("preds", pred_list)):
+        if values is not None and len(values) != n:
+            raise ValueError(f"got {n} images but {len(values)} {what}; they must match one to one")
+    if pred_list is not None and label_list is None:
+        raise ValueError("preds needs labels to compare with: pass labels too")
+    if title is None:
+        if pred_list is not None:
+            correct = sum(p == t for p, t in zip(pred_list, label_list, strict=True))
+            title = f"Predictions: {correct}/{n} correct (green = right, red = wrong)"
+        else:
+            title = f"{n} image{'s' if n != 1 else ''}" + (" with labels" if label_list is not None else "")
+    fig, axes = _grid(n, ncols, size, title)
+    fontsize = max(6.0, 5.5 * size)
+    chars_per_line = size * 72 / (0.56 * fontsize)  # rough width of a caption line in characters
+    for i, ax in enumerate(axes):
+        ax.imshow(pixels[i], cmap="gray" if pixels.ndim == 3 else None, vmin=0, vmax=1)
+        if pred_list is not None:
+            pred, true = pred_list[i], label_list[i]
+            caption = f"pred {_name(pred, classes)} / true {_name(true, classes)}"
+            if len(caption) > chars_per_line:  # long class names: two lines instead of overlapping neighbours
+                caption = caption.replace(" / ", "\n")
+            ax.set_title(caption, fontsize=fontsize, color="green" if pred == true else "red")
+        elif label_list is not None:
+            ax.set_title(_name(label_list[i], classes), fontsize=fontsize)
+    return fig
+
+
+def _history_lists(history: Any) -> dict[str, list[float]]:
+    lists = {}
+    for key in ("train_loss", "train_acc", "val_loss", "val_acc"):
+        value = history.get(key) if isinstance(history, Mapping) else getattr(history, key, None)
+        lists[key] = [] if value is None else [float(v) for v in value]
+    if not any(lists.values()):
+        raise ValueError("a history needs train_loss, train_acc, val_loss and val_acc lists; this has none")
+    return lists
+
+
+def plot_history(*histories: Any, labels: Sequence[str] | None = None, title: str | None = None) -> Figure:
+    """Plot loss and accuracy per epoch of one or more training runs (train solid, validation dashed).
+
+    Args:
+        *histories: ``History`` objects (or dicts) with ``train_loss``, ``train_acc``, ``val_loss`` and
+            ``val_acc`` lists; accuracies as fractions; validation lists may be empty.
+        labels: A name per run for the legend; else each history's ``label``, else "run 1", "run 2", ...
+        title: Figure title.
+
+    Returns:
+        The matplotlib Figure with two panels: loss and accuracy (%).
+    """
+    if not histories:
+        raise ValueError("pass at least one history, e.g. plot_history(history)")
+    if labels is not None and len(labels) != len(histories):
+        raise ValueError(f"got {len(histories)} histories but {len(labels)} labels")
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")
+    for i, history in enumerate(histories):
+        data = _history_lists(history)
+        own = history.get("label") if isinstance(history, Mapping) else getattr(history, "label", None)
+        name = labels[i] if labels is not None else (own or f"run {i + 1}")
+        colour = f"C{i % 10}"  # one colour per run in both panels
+        for ax, metric in ((ax_loss, "loss"), (ax_acc, "acc")):
+            for split, style in (("train", "-"), ("val", "--")):
+                values = data[f"{split}_{metric}"]
+                if not values:
+                    continue
+                # Accuracy comes as a fraction; values above 1 can only be percentages already.
+                scale = 100.0 if metric == "acc" and max(values) <= 1.0 else 1.0
+                epochs = range(1, len(values) + 1)
+                ax.plot(epochs, [v * scale for v in values], linestyle=style, color=colour,
+                        marker="o" if len(values) <= 30 else None, markersize=3, label=f"{name} ({split})")
+    for ax, name, unit in ((ax_loss, "Loss", "loss"), (ax_acc, "Accuracy", "accuracy (%)")):
+        ax.set_title(name)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(unit)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
+        ax.grid(alpha=0.3)
+    handles, names = ax_loss.get_legend_handles_labels()
+    fig.legend(handles, names, loc="outside lower center", ncols=min(4, len(names)), fontsize=9,
+               title="solid = train, dashed = validation", title_fontsize=9)
+    fig.suptitle(title or "Training history")
+    return fig
+
+
+def confusion_matrix(preds: IntSequence, labels: IntSequence, num_classes: int | None = None) -> torch.Tensor:
+    """Count how often each true class was predicted as each class.
+
+    Args:
+        preds: Predicted class indices, 1-D.
+        labels: True class indices, 1-D, same length as ``preds``.
+        num_classes: Number of classes K; inferred from the largest index when omitted.
+
+    Returns:
+        int64 tensor ``(K, K)``: entry ``[t, p]`` counts samples of true class t predicted as p.
+    """
+    preds_t, labels_t = _int_vector(preds, "preds"), _int_vector(labels, "labels")
+    if preds_t.shape != labels_t.shape:
+        raise ValueError(f"preds has {preds_t.numel()} entries but labels has {labels_t.numel()}")
+    if num_classes is None:
+        num_classes = int(torch.cat([preds_t, labels_t]).max()) + 1 if preds_t.numel() else 0
+    both = torch.cat([preds_t, labels_t])
+    if both.numel() and (int(both.min()) < 0 or int(both.max()) >= num_classes):
+        raise ValueError(f"class indices must lie in 0..{num_classes - 1}, "
+                         f"got {int(both.min())}..{int(both.max())}")
+    index = labels_t * num_classes + preds_t  # one bin per (true, predicted) pair, row-major
+    counts = torch.bincount(index, minlength=num_classes * num_classes)
+    return counts.reshape(num_classes, num_classes)  # (K, K)
+
+
+def plot_confusion_matrix(preds: IntSequence, labels: IntSequence, classes: Sequence[str] | None = None, *,
+                          normalize: bool = False, title: str | None = None) -> Figure:
+    """Plot the confusion matrix: true class on rows, predicted class on columns, values in the cells.
+
+    Args:
+        preds: Predicted class indices, 1-D.
+        labels: True class indices, 1-D.
+        classes: Class names; also fixes the number of classes.
+        normalize: Show each row as fractions of its true class instead of counts.
+        title: Axes title; defaults to one that states the accuracy.
+
+    Returns:
+        The matplotlib Figure.
+    """
+    cm = confusion_matrix(preds, labels, len(classes) if classes is not None else None)
+    k = cm.shape[0]
+    if k == 0 or int(cm.sum()) == 0:
+        raise ValueError("no predictions to plot: preds and labels are empty")
+    counts = cm.double()
+    values = counts / counts.sum(dim=1, keepdim=True).clamp_min(1) if normalize else counts
+    names = [str(c) for c in classes] if classes is not None else [str(i) for i in range(k)]
+    side = min(max(4.5, 0.55 * k + 2.5), 14.0)
+    fig, ax = plt.subplots(figsize=(side + 1.2, side), layout="constrained")
+    cmap = matplotlib.colormaps["Blues"]
+    vmax = 1.0 if normalize else float(values.max()) or 1.0
+    im = ax.imshow(values.numpy(), cmap=cmap, vmin=0, vmax=vmax)
+    fig.colorbar(im, ax=ax, shrink=0.8, label="fraction of the true class" if normalize else "count")
+    if k <= 30:  # beyond that the numbers no longer fit in the cells
+        fontsize = 10 if k <= 10 else 7
+        for t in range(k):
+            for p in range(k):
+                v = float(values[t, p])
+                r, g, b, _ = cmap(v / vmax)
+                # White text on dark cells, black on light ones, judged by perceived brightness.
+                colour = "white" if 0.299 * r + 0.587 * g + 0.114 * b < 0.5 else "black"
+                ax.text(p, t, f"{v:.2f}" if normalize else str(int(v)), ha="center", va="center",
+                        color=colour, fontsize=fontsize)
+    rotate = max(len(s) for s in names) > 3
+    ax.set_xticks(range(k), names, rotation=45 if rotate else 0, ha="right" if rotate else "center",
+                  rotation_mode="anchor")
+    ax.set_yticks(range(k), names)
+    ax.set_xlabel("predicted label")
+    ax.set_ylabel("true label")
+    accuracy = float(cm.diag().sum()) / float(cm.sum())
+    ax.set_title(title or f"Confusion matrix (accuracy {accuracy:.1%}"
+                 + (", rows normalised)" if normalize else ")"))
+    return fig
+
+
+def show_misclassified(images: torch.Tensor, labels: IntSequence, preds: IntSequence, *,
+                       classes: Sequence[str] | None = None, mean: FloatSequence | None = None,
+                       std: FloatSequence | None = None, max_images: int = 16,
+                       title: str | None = None) -> Figure:
+    """Show the images the model got wrong, captioned "pred X / true Y".
+
+    Args:
+        images: Tensor ``(N, C, H, W)`` or ``(N, H, W)``.
+        labels: True class of each image.
+        preds: Predicted class of each image.
+        classes: Class names indexed by label.
+        mean: Per-channel mean used by ``Normalize``, to undo it for display.
+        std: Per-channel standard deviation used by ``Normalize``.
+        max_images: Show at most this many (the first ones in order).
+        title: Figure title; defaults to one with the error count.
+
+    Returns:
+        The matplotlib Figure (a text-only one when nothing is misclassified).
+    """
+    images = torch.as_tensor(images).detach().cpu()
+    labels_t, preds_t = _int_vector(labels, "labels"), _int_vector(preds, "preds")
+    n = len(images)
+    if len(labels_t) != n or len(preds_t) != n:
+        raise ValueError(f"got {n} images, {len(labels_t)} labels and {len(preds_t)} preds; they must match")
+    wrong = (preds_t != labels_t).nonzero().flatten()
+    if len(wrong) == 0:
+        fig, ax = plt.subplots(figsize=(5, 2), layout="constrained")
+        ax.text(0.5, 0.5, "no misclassified images", ha="center", va="center", fontsize=12)
+        ax.axis("off")
+        ax.set_title(title or f"Misclassified: 0 of {n}")
+        return fig
+    shown = wrong[:max_images]
+    heading = title or f"Misclassified: {len(wrong)} of {n} ({len(wrong) / n:.1%}), showing {len(shown)}"
+    return show_images(images[shown], labels_t[shown], preds=preds_t[shown], classes=classes, mean=mean,
+                       std=std, title=heading)
+
+
+def show_filters(weights_or_layer: nn.Module | torch.Tensor, *, ncols: int = 8, max_filters: int = 64,
+                 title: str | None = None) -> Figure:
+    """Show the filters of a conv layer, each scaled to its own range.
+
+    Args:
+        weights_or_layer: An ``nn.Conv2d`` or a weight tensor ``(out, in, kH, kW)``.
+        ncols: Filters per row.
+        max_filters: Show at most this many output filters.
+        title: Figure title.
+
+    Returns:
+        The matplotlib Figure: RGB filters when in == 3, else each filter's first input channel in a
+        red (positive) / blue (negative) colour map centred on 0.
+    """
+    weight = weights_or_layer.weight if isinstance(weights_or_layer, nn.Module) else weights_or_layer
+    w = torch.as_tensor(weight).detach().cpu().float()
+    if w.dim() != 4:
+        raise ValueError(f"expected conv weights (out, in, kH, kW), got shape {tuple(w.shape)}")
+    shown = w[:max_filters]
+    n, rgb = len(shown), w.shape[1] == 3
+    note = "RGB, each filter scaled to its own range" if rgb else "input channel 0: red > 0, blue < 0"
+    count = "" if n == len(w) else f", first {n}"
+    fig, axes = _grid(n, ncols, 1.2, f"{title or 'Conv filters'}: weight {tuple(w.shape)}{count}\n({note})")
+    for i, ax in enumerate(axes):
+        if rgb:
+            f = shown[i].permute(1, 2, 0)  # (kH, kW, 3)
+            lo, hi = f.min(), f.max()
+            # Own range per filter, so filters with small weights are still visible.
+            scaled = (f - lo) / (hi - lo) if hi > lo else torch.full_like(f, 0.5)
+            ax.imshow(scaled.numpy(), interpolation="nearest")
+        else:
+            limit = float(shown[i, 0].abs().max()) or 1.0  # symmetric limits keep 0 white
+            ax.imshow(shown[i, 0].numpy(), cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
+        ax.set_title(f"filter {i}", fontsize=8)
+    return fig
+
+
+def show_feature_maps(model: nn.Module, layer: nn.Module, image: torch.Tensor, *, ncols: int = 8,
+                      max_maps: int = 32, title: str | None = None) -> Figure:
+    """Run one image through ``model`` and show the channels that ``layer`` outputs.
+
+    Args:
+        model: The network (it is run in eval mode; its train/eval modes are restored afterwards).
+        layer: A module inside ``model`` whose output to show, e.g. ``model.conv1``.
+        image: One image ``(C, H, W)`` or a batch of one ``(1, C, H, W)``, preprocessed like training data.
+        ncols: Maps per row.
+        max_maps: Show at most this many channels.
+        title: Figure title; the output shape is appended.
+
+    Returns:
+        The matplotlib Figure.
+    """
+    layer_name = next((name for name, m in model.named_modules() if m is layer), None)
+    if layer_name is None:
+        raise ValueError("layer is not part of model: pass a submodule such as model.conv1")
+    x = torch.as_tensor(image)
+    if x.dim() == 3:
+        x = x.unsqueeze(0)  # (1, C, H, W)
+    if x.dim() != 4 or x.shape[0] != 1 or not x.is_floating_point():
+        raise ValueError(f"image must be one float image (C, H, W) or (1, C, H, W), "
+                         f"got {tuple(x.shape)} {x.dtype}")
+    param = next(model.parameters(), None)
+    if param is not None:
+        x = x.to(device=param.device, dtype=param.dtype if param.is_floating_point() else x.dtype)
+    captured: list[torch.Tensor] = []
+
+    def hook(module: nn.Module, inputs: Any, output: Any) -> None:
+        captured.append(output[0] if isinstance(output, (tuple, list)) else output)
+
+    # Remember every submodule's mode (some may be frozen in eval on purpose) to restore it exactly.
+    modes = {m: m.training for m in model.modules()}
+    handle = layer.register_forward_hook(hook)
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(x)
+    finally:
+        handle.remove()
+        for m, training in modes.items():
+            m.training = training
+    if not captured:
+        raise RuntimeError(f"layer {layer_name or type(layer).__name__} was not used in model's forward pass")
+    out = captured[0].detach().float().cpu()  # the first call, if the layer is used more than once
+    if out.dim() != 4:
+        raise ValueError(f"layer output has shape {tuple(out.shape)}, not feature maps (1, C, H, W)")
+    maps = out[0, :max_maps]  # (n, H, W)
+    heading = title or f"Feature maps of layer '{layer_name or 'model'}' ({type(layer).__name__})"
+    detail = f"output shape {tuple(out.shape)}, showing {len(maps)} of {out.shape[1]} channels"
+    heading = f"{heading}\n{detail}\n(each map on its own scale, bright = high)"
+    fig, axes = _grid(len(maps), ncols, 1.5, heading)
+    for i, ax in enumerate(axes):
+        ax.imshow(maps[i].numpy(), cmap="viridis")
+        ax.set_title(f"channel {i}", fontsize=8)
+    return fig

@@ -1,0 +1,222 @@
+"""Tests for course_utils.plotting on small synthetic tensors (Agg backend, no windows)."""
+
+from types import SimpleNamespace
+
+import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import torch
+from matplotlib.colors import to_rgba
+from torch import nn
+
+from course_utils.plotting import (
+    confusion_matrix,
+    plot_confusion_matrix,
+    plot_history,
+    show_feature_maps,
+    show_filters,
+    show_images,
+    show_misclassified,
+)
+
+matplotlib.use("Agg")  # draw off-screen: no windows, works on CI
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+def image_axes(fig):
+    return [ax for ax in fig.axes if ax.images]
+
+
+def test_show_images_grey_captions_use_class_names():
+    images = torch.rand(5, 1, 8, 8)
+    fig = show_images(images, torch.tensor([0, 1, 2, 1, 0]), classes=["cat", "dog", "eel"], ncols=3)
+    axes = image_axes(fig)
+    assert [ax.get_title() for ax in axes] == ["cat", "dog", "eel", "dog", "cat"]
+    assert axes[0].images[0].get_cmap().name == "gray"
+    assert axes[0].images[0].get_array().shape == (8, 8)
+    assert fig._suptitle is not None and fig._suptitle.get_text()
+
+
+def test_show_images_unnormalises_and_clips():
+    mean, std = (0.5, 0.4, 0.3), (0.2, 0.1, 0.5)
+    raw = torch.rand(2, 3, 4, 4)
+    normalised = (raw - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+    fig = show_images(normalised, mean=mean, std=std)
+    shown = np.asarray(image_axes(fig)[1].images[0].get_array())
+    assert shown.shape == (4, 4, 3)  # RGB, channels last
+    np.testing.assert_allclose(shown, raw[1].permute(1, 2, 0).numpy(), atol=1e-5)
+    fig = show_images(torch.full((1, 8, 8), 3.0))  # (N, H, W), out of range
+    assert np.asarray(image_axes(fig)[0].images[0].get_array()).max() == pytest.approx(1.0)
+
+
+def test_show_images_preds_are_coloured_by_correctness():
+    fig = show_images(torch.rand(3, 1, 6, 6), [0, 1, 2], preds=[0, 2, 2], classes=["a", "b", "c"])
+    axes = image_axes(fig)
+    assert [ax.get_title() for ax in axes] == ["pred a / true a", "pred c / true b", "pred c / true c"]
+    colours = [ax.title.get_color() for ax in axes]
+    assert [to_rgba(c) for c in colours] == [to_rgba("green"), to_rgba("red"), to_rgba("green")]
+    assert "2/3" in fig._suptitle.get_text()
+
+
+def test_show_images_rejects_mismatched_shapes():
+    with pytest.raises(ValueError, match="labels"):
+        show_images(torch.rand(4, 1, 5, 5), [0, 1, 2])
+    with pytest.raises(ValueError, match="C = 1 or 3"):
+        show_images(torch.rand(4, 2, 5, 5))
+    with pytest.raises(ValueError, match="mean and std"):
+        show_images(torch.rand(2, 3, 5, 5), mean=(0.5, 0.5), std=(0.2, 0.2))
+
+
+def test_plot_history_two_runs_objects_and_dicts():
+    first = SimpleNamespace(train_loss=[1.0, 0.5, 0.25], train_acc=[0.5, 0.7, 0.9], val_loss=[1.1, 0.6, 0.4],
+                            val_acc=[0.4, 0.6, 0.8], label="small")
+    second = {"train_loss": [2.0, 1.0], "train_acc": [0.1, 0.2], "val_loss": [], "val_acc": []}
+    fig = plot_history(first, second)
+    ax_loss, ax_acc = fig.axes[:2]
+    assert ax_loss.get_title() == "Loss" and ax_acc.get_title() == "Accuracy"
+    assert ax_loss.get_xlabel() == "epoch" and "%" in ax_acc.get_ylabel()
+    assert len(ax_loss.lines) == 3 and len(ax_acc.lines) == 3  # run 2 has no validation curves
+    train, val, other = ax_acc.lines
+    assert list(train.get_xdata()) == [1, 2, 3]  # epochs are 1-based
+    np.testing.assert_allclose(train.get_ydata(), [50, 70, 90])  # fractions shown as percent
+    assert train.get_linestyle() == "-" and val.get_linestyle() == "--"
+    assert train.get_color() == val.get_color() != other.get_color()
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert legend == ["small (train)", "small (val)", "run 2 (train)"]
+
+
+def test_plot_history_labels_override_and_errors():
+    run = {"train_loss": [1.0], "train_acc": [0.5], "val_loss": [0.9], "val_acc": [0.6]}
+    fig = plot_history(run, labels=["baseline"], title="My runs")
+    assert fig._suptitle.get_text() == "My runs"
+    assert fig.legends[0].get_texts()[0].get_text() == "baseline (train)"
+    with pytest.raises(ValueError):
+        plot_history(run, labels=["a", "b"])
+    with pytest.raises(ValueError):
+        plot_history()
+
+
+def test_confusion_matrix_matches_a_loop():
+    gen = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, 4, (200,), generator=gen)
+    preds = torch.randint(0, 4, (200,), generator=gen)
+    expected = torch.zeros(4, 4, dtype=torch.int64)
+    for t, p in zip(labels.tolist(), preds.tolist(), strict=True):
+        expected[t, p] += 1
+    cm = confusion_matrix(preds, labels)
+    assert cm.dtype == torch.int64 and torch.equal(cm, expected)
+    assert confusion_matrix([1], [1], num_classes=5).shape == (5, 5)
+    assert confusion_matrix([0, 2], [1, 2]).tolist() == [[0, 0, 0], [1, 0, 0], [0, 0, 1]]
+
+
+def test_confusion_matrix_rejects_logits_and_bad_indices():
+    with pytest.raises(ValueError, match="argmax"):
+        confusion_matrix(torch.rand(5, 3), torch.zeros(5, dtype=torch.long))
+    with pytest.raises(ValueError):
+        confusion_matrix([0, 3], [0, 1], num_classes=3)
+    with pytest.raises(ValueError):
+        confusion_matrix([0, 1, 1], [0, 1])
+
+
+def test_plot_confusion_matrix_writes_counts_with_readable_colours():
+    preds = [0, 0, 0, 0, 1, 1, 2, 0]
+    labels = [0, 0, 0, 0, 1, 2, 2, 1]
+    fig = plot_confusion_matrix(preds, labels, ["ant", "bee", "cat"])
+    ax = fig.axes[0]
+    cells = {(round(t.get_position()[1]), round(t.get_position()[0])): t for t in ax.texts}
+    assert [cells[(0, 0)].get_text(), cells[(1, 0)].get_text(), cells[(0, 2)].get_text()] == ["4", "1", "0"]
+    assert to_rgba(cells[(0, 0)].get_color()) == to_rgba("white")  # darkest cell
+    assert to_rgba(cells[(0, 2)].get_color()) == to_rgba("black")  # empty cell
+    assert ax.get_xlabel() == "predicted label" and ax.get_ylabel() == "true label"
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["ant", "bee", "cat"]
+    assert "75.0%" in ax.get_title()
+    normalised = plot_confusion_matrix(preds, labels, normalize=True).axes[0]
+    values = {t.get_text() for t in normalised.texts}
+    assert {"1.00", "0.50"} <= values
+
+
+def test_show_misclassified_picks_only_wrong_predictions():
+    images = torch.rand(6, 1, 5, 5)
+    labels = torch.tensor([0, 1, 2, 0, 1, 2])
+    preds = torch.tensor([0, 2, 2, 1, 1, 0])
+    fig = show_misclassified(images, labels, preds, classes=["x", "y", "z"])
+    axes = image_axes(fig)
+    assert [ax.get_title() for ax in axes] == ["pred z / true y", "pred y / true x", "pred x / true z"]
+    np.testing.assert_allclose(axes[0].images[0].get_array(), images[1, 0].numpy())
+    assert len(image_axes(show_misclassified(images, labels, preds, max_images=2))) == 2
+
+
+def test_show_misclassified_none_wrong_says_so():
+    fig = show_misclassified(torch.rand(3, 1, 4, 4), [0, 1, 2], [0, 1, 2])
+    assert not image_axes(fig)
+    assert "no misclassified images" in [t.get_text() for t in fig.axes[0].texts]
+
+
+def test_show_filters_grey_uses_symmetric_diverging_map():
+    conv = nn.Conv2d(2, 5, 3)
+    fig = show_filters(conv, ncols=4)
+    axes = image_axes(fig)
+    assert len(axes) == 5 and axes[4].get_title() == "filter 4"
+    im = axes[2].images[0]
+    assert im.get_cmap().name == "RdBu_r"
+    lo, hi = im.get_clim()
+    assert lo == pytest.approx(-hi) and hi == pytest.approx(conv.weight[2, 0].abs().max().item())
+    np.testing.assert_allclose(im.get_array(), conv.weight[2, 0].detach().numpy())
+
+
+def test_show_filters_rgb_scaled_per_filter_and_rejects_bad_shapes():
+    weight = torch.randn(3, 3, 5, 5)
+    weight[1] *= 100  # scaling one filter must not change how it looks
+    axes = image_axes(show_filters(weight))
+    shown = [np.asarray(ax.images[0].get_array()) for ax in axes]
+    assert shown[1].shape == (5, 5, 3) and shown[1].min() == 0 and shown[1].max() == pytest.approx(1)
+    with pytest.raises(ValueError):
+        show_filters(torch.randn(3, 5, 5))
+
+
+class Tiny(nn.Module):
+    def __init__(self, fail: bool = False) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 6, 3, padding=1)
+        self.bn = nn.BatchNorm2d(6)
+        self.head = nn.Linear(6, 2)
+        self.fail = fail
+
+    def forward(self, x):
+        x = self.bn(self.conv(x))  # (batch, 6, H, W)
+        if self.fail:
+            raise RuntimeError("boom")
+        return self.head(x.mean(dim=(2, 3)))
+
+
+def test_show_feature_maps_shows_channels_and_restores_state():
+    model = Tiny()
+    model.train()
+    model.bn.eval()  # a frozen submodule must stay frozen
+    running_mean = model.bn.running_mean.clone()
+    fig = show_feature_maps(model, model.conv, torch.rand(1, 10, 12), max_maps=4)
+    axes = image_axes(fig)
+    assert [ax.get_title() for ax in axes] == [f"channel {i}" for i in range(4)]
+    assert axes[0].images[0].get_array().shape == (10, 12)
+    assert "(1, 6, 10, 12)" in fig._suptitle.get_text()
+    assert model.training and model.conv.training and not model.bn.training
+    assert not model.conv._forward_hooks
+    assert torch.equal(model.bn.running_mean, running_mean)
+
+
+def test_show_feature_maps_cleans_up_on_error_and_checks_inputs():
+    model = Tiny(fail=True).train()
+    with pytest.raises(RuntimeError, match="boom"):
+        show_feature_maps(model, model.conv, torch.rand(1, 1, 8, 8))
+    assert model.training and model.bn.training and not model.conv._forward_hooks
+    with pytest.raises(ValueError, match="not part of model"):
+        show_feature_maps(model, nn.Conv2d(1, 1, 3), torch.rand(1, 8, 8))
+    ok = Tiny()
+    with pytest.raises(ValueError, match="feature maps"):
+        show_feature_maps(ok, ok.head, torch.rand(1, 8, 8))  # a Linear layer has no maps
