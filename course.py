@@ -8,7 +8,7 @@ known-good packages from ``requirements-lock.txt`` plus this repository's ``cour
 - ``test``: runs the whole test suite (unit tests, then every notebook in smoke mode through nbval);
 - ``setup``: only sets up the environment; ``check``: prints the environment report.
 
-Only the Python standard library is used here, so it runs with any Python 3.10+ on Linux, macOS and Windows.
+Only the Python standard library is used here, so it runs with any Python 3.11+ on Linux, macOS and Windows.
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ __all__ = [
     "fashion_mnist",
     "image_folder",
     "hymenoptera",
+    "default_transforms",
     "MNIST_MEAN",
     "MNIST_STD",
     "IMAGENET_MEAN",

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import REAL_DATA, has_real
 from PIL import Image
 
-from conftest import REAL_DATA, has_real
 from course_utils import _download, config, data
 
 

@@ -7,9 +7,9 @@ import threading
 
 import pytest
 import torch
+from conftest import has_real
 from torch import nn
 
-from conftest import has_real
 from course_utils import config, data, engine
 from course_utils.models import ImprovedCNN, SimpleCNN
 

@@ -1,0 +1,88 @@
+"""Repository hygiene: clean notebooks that follow the course's structure, lint, and consistent environments."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+CONDA_TO_PIP = {"pytorch": "torch"}
+
+
+def _name(requirement: str) -> str:
+    return re.split(r"[<>=!~ \[;]", requirement.strip(), maxsplit=1)[0].lower()
+
+
+def test_there_are_notebooks():
+    assert len(NOTEBOOKS) >= 4
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_is_stored_without_outputs(path):
+    nb = nbformat.read(path, as_version=4)
+    dirty = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and (c.outputs or c.execution_count)]
+    assert not dirty, f"{path.name}: cells {dirty} have outputs; run python tools/strip_outputs.py"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_follows_the_course_structure(path):
+    assert re.fullmatch(r"\d\d_[a-z0-9_]+\.ipynb", path.name)
+    nb = nbformat.read(path, as_version=4)
+    first = nb.cells[0].source
+    assert first.startswith(f"# {path.name[:2]} · "), "title '# NN · Title' first"
+    for part in ("**Learning objectives**", "**Prerequisites**", "**Time**"):
+        assert part in first, f"{path.name}: first cell lacks {part}"
+    setup = [c for c in nb.cells if "setup" in c.metadata.get("tags", [])]
+    assert len(setup) == 1 and "import course_utils as cu" in setup[0].source
+    markdown = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    assert "## Summary" in markdown and "## Further reading" in markdown
+    assert re.search(r"## 1\. ", markdown), "numbered sections"
+    assert len(re.findall(r"### Exercise", markdown)) >= 2, "two or more exercises"
+    assert code.count("cu.checks.") >= 2 and markdown.count("<details>") >= 2, "checked exercises, hidden solutions"
+    assert "import *" not in code and "sys.path" not in code
+
+
+def test_ruff_is_clean():
+    result = subprocess.run([sys.executable, "-m", "ruff", "check", "course_utils", "tests", "notebooks", "tools",
+                             "benchmarks", "course.py"], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_environment_yml_matches_pyproject():
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert "conda-forge" in env["channels"]
+    conda = [d for d in env["dependencies"] if isinstance(d, str)]
+    assert "python=3.11" in conda
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    assert pip == ["-e ."], "the pip section installs this package"
+    conda_names = {CONDA_TO_PIP.get(_name(d), _name(d)) for d in conda} - {"python", "pip"}
+    wanted = {_name(d) for d in project["dependencies"] + project["optional-dependencies"]["lab"]}
+    assert conda_names == wanted
+
+
+def test_lock_file_pins_every_dependency():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    lines = [ln for ln in (ROOT / "requirements-lock.txt").read_text().splitlines() if ln and not ln.startswith("#")]
+    pins = {_name(ln): ln.split("==")[1] for ln in lines}
+    assert all("==" in ln for ln in lines)
+    assert pins["torch"] == "2.14.1" and pins["torchvision"] == "0.29.1"
+    needed = {_name(d) for d in project["dependencies"] + project["optional-dependencies"]["dev"]}
+    assert needed <= set(pins), f"unpinned: {needed - set(pins)}"
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text()
+    command = "python3 course.py test"
+    assert f"{command}     #" in readme or f"\n{command}\n" in readme
+    ci_lines = [ln.strip() for ln in (ROOT / ".ci" / "run").read_text().splitlines()]
+    assert ci_lines[-1] == command or command in ci_lines
