@@ -1,0 +1,35 @@
+"""Shared helpers for the benchmarks: a header saying what ran where, and a timer that syncs the device."""
+
+from __future__ import annotations
+
+import platform
+import time
+from collections.abc import Callable
+
+import torch
+
+import course_utils as cu
+
+
+def header(title: str, device: torch.device) -> None:
+    """Print what is measured and on what: device, CPU, torch version, thread count, bf16 support."""
+    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "-"
+    print(f"== {title} ==")
+    print(f"device: {device} (GPU: {gpu}); cpu: {platform.processor() or platform.machine()}; "
+          f"torch {torch.__version__}; threads {torch.get_num_threads()}; "
+          f"native bf16 on this device: {cu.bf16_supported(device)}; data: {cu.config.data_dir()}")
+
+
+def sync(device: torch.device) -> None:
+    """Wait for queued GPU work, so a timer measures the work and not just its launch."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn: Callable[[], object], device: torch.device) -> tuple[float, object]:
+    """Run ``fn`` once; return (seconds, result)."""
+    sync(device)
+    start = time.perf_counter()
+    result = fn()
+    sync(device)
+    return time.perf_counter() - start, result
