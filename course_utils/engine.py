@@ -141,6 +141,28 @@ def _resolve_precision(precision: str, device: torch.device) -> str:
     return precision
 
 
+def _forward(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    device: torch.device,
+    precision: str,
+    channels_last: bool,
+    *,
+    first: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Move a batch to the device and run the model on it; explain shape and class-count mistakes."""
+    images = images.to(device, non_blocking=True)
+    labels = labels.to(device, non_blocking=True)
+    if channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    with _explain_shape_errors(model, images), _autocast(device, precision):
+        outputs = model(images)  # (batch, num_classes)
+    if first:  # one check per pass: it reads labels.max(), a host sync
+        _check_classes(outputs, labels)
+    return outputs, labels
+
+
 def _infer_device(model: nn.Module, device: torch.device | str | None) -> torch.device:
     if device is not None:
         return torch.device(device)
@@ -192,15 +214,8 @@ def train_one_epoch(
     first_bad = torch.full((), -1, device=device, dtype=torch.long)  # first step with a non-finite loss
     n = 0
     for step, (images, labels) in enumerate(loader):
-        images = images.to(device, non_blocking=True)
-        labels = labels.to(device, non_blocking=True)
-        if channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        with _explain_shape_errors(model, images), _autocast(device, precision):
-            outputs = model(images)  # (batch, num_classes)
-            if step == 0:
-                _check_classes(outputs, labels)
-            loss = loss_fn(outputs, labels)
+        outputs, labels = _forward(model, images, labels, device, precision, channels_last, first=step == 0)
+        loss = loss_fn(outputs.float(), labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -267,15 +282,9 @@ def evaluate(
     n = 0
     try:
         for step, (images, labels) in enumerate(loader):
-            images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-            if channels_last:
-                images = images.contiguous(memory_format=torch.channels_last)
-            with _explain_shape_errors(model, images), _autocast(device, precision):
-                outputs = model(images)  # (batch, num_classes)
-                if step == 0:
-                    _check_classes(outputs, labels)
-                if loss_fn is not None:
-                    loss_sum += loss_fn(outputs, labels).float() * labels.shape[0]
+            outputs, labels = _forward(model, images, labels, device, precision, channels_last, first=step == 0)
+            if loss_fn is not None:
+                loss_sum += loss_fn(outputs.float(), labels) * labels.shape[0]
             correct += (outputs.argmax(dim=1) == labels).sum()
             n += labels.shape[0]
     finally:
