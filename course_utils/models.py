@@ -24,14 +24,21 @@ __all__ = [
 ]
 
 
+def _fix_hint(x: torch.Tensor) -> str:
+    if x.ndim == 3:
+        return "For a single image, add a batch dimension with x.unsqueeze(0)."
+    if x.ndim != 4:
+        return "Pass a batch of images: (batch, channels, height, width)."
+    size = f"{x.shape[2]}" if x.shape[2] == x.shape[3] else "... (square images only)"
+    return f"If your images really are like this, create the model with in_channels={x.shape[1]}, image_size={size}."
+
+
 def _check_input(model: nn.Module, x: torch.Tensor, channels: int, size: int) -> None:
     """Fail with a clear message before a shape error turns up deep inside a layer."""
     if x.ndim != 4 or x.shape[1] != channels or tuple(x.shape[2:]) != (size, size):
         raise ValueError(
             f"{type(model).__name__} expects images of shape (batch, {channels}, {size}, {size}), got "
-            f"{tuple(x.shape)}. " + ("Add a batch dimension with x.unsqueeze(0). " if x.ndim == 3 else "")
-            + f"Create the model with in_channels={x.shape[1] if x.ndim == 4 else '?'} and image_size=... "
-            "if your images differ."
+            f"{tuple(x.shape)}. " + _fix_hint(x)
         )
 
 

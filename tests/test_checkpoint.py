@@ -67,3 +67,13 @@ def test_failed_save_keeps_previous_file(tmp_path, monkeypatch):
         checkpoint.save_checkpoint(SimpleCNN(), path)
     assert path.read_bytes() == good
     assert [p.name for p in tmp_path.iterdir()] == ["m.pt"]
+
+
+def test_saved_file_has_a_normal_mode(tmp_path):
+    import os
+    import stat
+
+    path = checkpoint.save_checkpoint(SimpleCNN(), tmp_path / "m.pt")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask
