@@ -41,6 +41,18 @@ def _raised(exc: BaseException) -> bool:
     return False
 
 
+_PLACEHOLDERS = (None, ...)
+
+
+def _unanswered(value: Any) -> bool:
+    """True (after printing a nudge) when the learner has not replaced the placeholder yet."""
+    if any(value is p for p in _PLACEHOLDERS):
+        print("❌ Not yet: there is no answer yet. Replace the placeholder (None or ...) with your answer, "
+              "then run the cell again.")
+        return True
+    return False
+
+
 def _number(value: Any) -> float | None:
     """The answer as a number, or None when it is not one (a tensor of one element counts)."""
     if isinstance(value, torch.Tensor):
@@ -92,6 +104,8 @@ def check_conv_output_size(fn: Callable[..., Any]) -> bool:
             answer = fn(size, k, stride, padding, dilation)
         except Exception as exc:  # learner code: report, do not raise
             return _raised(exc)
+        if _unanswered(answer):
+            return False
         if _number(answer) != _conv_size(size, k, stride, padding, dilation):
             extras = {"stride": stride, "padding": padding, "dilation": dilation}
             args = ", ".join([f"size={size}", f"kernel_size={k}"]
@@ -113,6 +127,8 @@ def check_output_shape(answer: Sequence[int], layer: nn.Module, input_shape: Seq
     Returns:
         True when the shape matches.
     """
+    if _unanswered(answer):
+        return False
     try:
         expected = tuple(_run_on_zeros(layer, input_shape).shape)
     except Exception as exc:  # the layer may be the learner's own and fail on this input
@@ -148,6 +164,8 @@ def check_conv_params(answer: int, in_channels: int, out_channels: int, kernel_s
     Returns:
         True when the count is right.
     """
+    if _unanswered(answer):
+        return False
     kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else kernel_size
     weights = out_channels * in_channels * kh * kw
     expected = weights + (out_channels if bias else 0)
@@ -175,6 +193,8 @@ def check_flatten_features(answer: int, model_or_layers: nn.Module | Iterable[nn
     Returns:
         True when the number is right.
     """
+    if _unanswered(answer):
+        return False
     module = model_or_layers if isinstance(model_or_layers, nn.Module) else nn.Sequential(*model_or_layers)
     shape = tuple(input_shape)
     shape = (1, *shape) if len(shape) == 3 else shape  # a single image gets a batch dimension
@@ -207,7 +227,10 @@ def check_conv2d_manual(fn: Callable[[torch.Tensor, torch.Tensor], Any]) -> bool
         image, kernel = torch.randn(h, w, generator=gen), torch.randn(kh, kw, generator=gen)
         expected = F.conv2d(image[None, None], kernel[None, None])[0, 0]  # (h - kh + 1, w - kw + 1)
         try:
-            result = torch.as_tensor(fn(image.clone(), kernel.clone()), dtype=torch.float32)
+            output = fn(image.clone(), kernel.clone())
+            if _unanswered(output):
+                return False
+            result = torch.as_tensor(output, dtype=torch.float32)
         except Exception as exc:
             return _raised(exc)
         if result.shape != expected.shape:
@@ -235,6 +258,8 @@ def check_kernel(answer: Any, name: str) -> bool:
     Returns:
         True when the kernel has the properties that kind of kernel needs.
     """
+    if _unanswered(answer):
+        return False
     if name not in ("vertical_edges", "horizontal_edges", "blur"):
         raise ValueError(f"unknown kernel kind {name!r}; use 'vertical_edges', 'horizontal_edges' or 'blur'")
     try:
@@ -318,6 +343,8 @@ def check_accuracy(acc: float, threshold: float) -> bool:
     Returns:
         True when ``acc >= threshold``.
     """
+    if _unanswered(acc):
+        return False
     value = _number(acc)
     if value is None or not 0.0 <= value <= 1.0:
         return _failed(f"give the accuracy as a fraction between 0 and 1 (0.9 for 90%); you gave {acc!r}.")
@@ -338,6 +365,8 @@ def check_equal(answer: Any, expected: Any, *, hint: str) -> bool:
     Returns:
         True when the answer is right.
     """
+    if _unanswered(answer):
+        return False
     return _passed("that's right.") if _same(answer, expected) else _failed(hint)
 
 

@@ -192,6 +192,10 @@ class ConvExplorer(widgets.VBox):
         self.add_class("cu-conv-explorer")
         self._update()
 
+    def __repr__(self) -> str:
+        # Shown as text where widgets cannot render (a static view of the notebook, a terminal).
+        return "Convolution explorer: run this cell in Jupyter to pick an image, a kernel, stride, padding and dilation."
+
     def _update(self, change: dict[str, Any] | None = None) -> None:
         image = self.images[self.image_dropdown.value]
         kernel = KERNELS[self.kernel_dropdown.value]
