@@ -321,6 +321,15 @@ def default_transforms(size: int = 224) -> tuple[Any, Any]:
     return train, evaluate
 
 
+def _normalisation(transform: Any) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The mean/std a transform normalises with (for un-normalising plots); ImageNet's if it does not say."""
+    steps = transform.transforms if isinstance(transform, transforms.Compose) else [transform]
+    for step in steps:  # a Normalize, or torchvision's weights.transforms() (ImageClassification)
+        if getattr(step, "mean", None) is not None and getattr(step, "std", None) is not None:
+            return tuple(step.mean), tuple(step.std)
+    return IMAGENET_MEAN, IMAGENET_STD
+
+
 def image_folder(
     root: str | Path,
     *,
@@ -371,11 +380,7 @@ def image_folder(
                           generator=torch.Generator().manual_seed(seed), num_workers=num_workers,
                           pin_memory=torch.cuda.is_available())
 
-    mean, std = IMAGENET_MEAN, IMAGENET_STD
-    if isinstance(eval_tf, transforms.Compose):
-        norms = [t for t in eval_tf.transforms if isinstance(t, transforms.Normalize)]
-        if norms:
-            mean, std = tuple(norms[0].mean), tuple(norms[0].std)
+    mean, std = _normalisation(eval_tf)
     return DataBundle(
         train=loader(train_ds, train_idx, True),
         val=loader(train_eval_ds, val_idx, False) if len(val_idx) else None,

@@ -182,7 +182,12 @@ def plot_history(*histories: Any, labels: Sequence[str] | None = None, title: st
         ax.set_title(name)
         ax.set_xlabel("epoch")
         ax.set_ylabel(unit)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
+        longest = max((len(line.get_xdata()) for line in ax.get_lines()), default=1)
+        if longest <= 20:  # label every epoch; a one-epoch run would otherwise get ticks like 0.95
+            ax.set_xticks(range(1, longest + 1))
+            ax.set_xlim(0.5, longest + 0.5)
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
         ax.grid(alpha=0.3)
     handles, names = ax_loss.get_legend_handles_labels()
     fig.legend(handles, names, loc="outside lower center", ncols=min(4, len(names)), fontsize=9,

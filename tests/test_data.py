@@ -194,3 +194,14 @@ def test_real_hymenoptera():
     bundle = data.hymenoptera(batch_size=16)
     assert bundle.classes == ["ants", "bees"]
     assert len(bundle.train.dataset) == 244 and len(bundle.test.dataset) == 153  # the .gif is skipped
+
+
+def test_image_folder_reads_normalisation_from_weights_transforms(tmp_path):
+    from torchvision.models import ResNet18_Weights
+
+    _make_folder(tmp_path)
+    weights_tf = ResNet18_Weights.DEFAULT.transforms()
+    bundle = data.image_folder(tmp_path, transform=weights_tf)
+    assert bundle.mean == tuple(weights_tf.mean) and bundle.std == tuple(weights_tf.std)
+    custom = data.transforms.Compose([data.transforms.ToTensor(), data.transforms.Normalize((0.5,) * 3, (0.2,) * 3)])
+    assert data.image_folder(tmp_path, transform=custom).std == (0.2, 0.2, 0.2)
