@@ -79,7 +79,11 @@ def bf16_supported(device: torch.device | str) -> bool:
     """
     device = torch.device(device)
     if device.type == "cuda":
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+        if not torch.cuda.is_available():
+            return False
+        # Native bf16 needs compute capability 8.0 (Ampere) or newer; older GPUs (T4, V100) only emulate it,
+        # slowly, which torch.cuda.is_bf16_supported() counts as supported by default.
+        return torch.cuda.get_device_capability(device)[0] >= 8
     if device.type == "cpu":
         flags = _cpu_flags()
         return bool({"avx512_bf16", "amx_bf16"} & flags)

@@ -73,3 +73,12 @@ def test_public_api_is_explicit():
     for name in course_utils.__all__:
         assert hasattr(course_utils, name), name
     assert callable(course_utils.fit) and course_utils.SMOKE in (True, False)
+
+
+def test_bf16_on_cuda_needs_native_support(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))  # a T4: emulated only
+    assert utils.bf16_supported("cuda") is False
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (8, 0))  # an A100
+    assert utils.bf16_supported("cuda:0") is True
+    assert utils.bf16_supported("mps") is False
