@@ -56,6 +56,8 @@ def main(argv: list[str]) -> int:
     python = setup()
     os.chdir(ROOT)
     if command == "lab":
+        # The project's JupyterLab settings: no news or update pop-ups in class (a user's own value wins).
+        os.environ.setdefault("JUPYTERLAB_SETTINGS_DIR", str(ROOT / ".jupyter" / "lab" / "user-settings"))
         args = [str(python), "-m", "jupyterlab", FIRST_NOTEBOOK, *argv[1:]]
     elif command == "test":
         # Notebooks run in smoke mode (small subsets, one short epoch); unit tests choose their own mode.
