@@ -86,3 +86,36 @@ def test_ci_runs_the_readme_test_command():
     assert f"{command}     #" in readme or f"\n{command}\n" in readme
     ci_lines = [ln.strip() for ln in (ROOT / ".ci" / "run").read_text().splitlines()]
     assert ci_lines[-1] == command or command in ci_lines
+
+
+def test_badges_and_colab_cells_are_current():
+    result = subprocess.run([sys.executable, "tools/notebook_headers.py", "--check"], cwd=ROOT, capture_output=True,
+                            text=True)
+    assert result.returncode == 0, "stale launch badges: run python tools/notebook_headers.py\n" + result.stdout
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_badges_point_at_this_notebook(path):
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        import notebook_headers
+    finally:
+        sys.path.pop(0)
+    repo, ref = notebook_headers.repository()
+    nb = nbformat.read(path, as_version=4)
+    links = re.findall(r"\]\((https://[^)]+)\)", nb.cells[0].source)
+    colab = [u for u in links if u.startswith("https://colab.research.google.com/github/")]
+    binder = [u for u in links if u.startswith("https://mybinder.org/v2/gh/")]
+    assert colab == [f"https://colab.research.google.com/github/{repo}/blob/{ref}/notebooks/{path.name}"]
+    assert binder == [f"https://mybinder.org/v2/gh/{repo}/{ref}?urlpath=lab/tree/notebooks/{path.name}"]
+    setup = nb.cells[1]
+    assert "colab-setup" in setup.metadata.get("tags", []) and 'if "google.colab" in sys.modules:' in setup.source
+    assert f"@{ref}" in setup.source and "torch" not in setup.source.split("package =")[1].split("\n")[0]
+
+
+def test_pip_part_of_environment_yml_installs(tmp_path):
+    # What Binder/conda run for the pip section (`pip install -e .`), resolved without installing anything.
+    result = subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run",
+                             "-e", str(ROOT)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "course-utils" in result.stdout.lower() or "course_utils" in result.stdout.lower()
