@@ -103,6 +103,9 @@ def test_badges_point_at_this_notebook(path):
         sys.path.pop(0)
     repo, ref = notebook_headers.repository()
     nb = nbformat.read(path, as_version=4)
+    badge_lines = [ln for ln in nb.cells[0].source.splitlines() if "colab-badge.svg" in ln]
+    # A line that starts with an HTML comment is an HTML block in Markdown: the badges would show as raw text.
+    assert len(badge_lines) == 1 and badge_lines[0].startswith("[![")
     links = re.findall(r"\]\((https://[^)]+)\)", nb.cells[0].source)
     colab = [u for u in links if u.startswith("https://colab.research.google.com/github/")]
     binder = [u for u in links if u.startswith("https://mybinder.org/v2/gh/")]

@@ -38,8 +38,10 @@ def badge_line(notebook: str, repo: str, ref: str) -> str:
     """The markdown line with the Colab and Binder badges for ``notebooks/<notebook>``."""
     colab = f"https://colab.research.google.com/github/{repo}/blob/{ref}/notebooks/{notebook}"
     binder = f"https://mybinder.org/v2/gh/{repo}/{ref}?urlpath=lab/tree/notebooks/{notebook}"
-    return (f"{MARKER}[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({colab}) "
-            f"[![Launch Binder](https://mybinder.org/badge_logo.svg)]({binder})")
+    # The marker goes at the end: a line that *starts* with an HTML comment is an HTML block in Markdown, and
+    # the badges after it would show as raw text instead of images.
+    return (f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({colab}) "
+            f"[![Launch Binder](https://mybinder.org/badge_logo.svg)]({binder}) {MARKER}")
 
 
 def colab_cell_source(repo: str, ref: str) -> str:
@@ -60,9 +62,9 @@ def update(nb: nbformat.NotebookNode, name: str, repo: str, ref: str) -> bool:
     """Bring one notebook's badges and Colab cell up to date in place; return True if anything changed."""
     first = nb.cells[0]
     lines = first.source.split("\n")
-    index = next((i for i, line in enumerate(lines) if line.startswith(MARKER)), None)
+    index = next((i for i, line in enumerate(lines) if MARKER in line), None)
     if index is None:
-        raise SystemExit(f"{name}: the first cell has no line starting with {MARKER}")
+        raise SystemExit(f"{name}: the first cell has no line with {MARKER}")
     changed = False
     wanted = badge_line(name, repo, ref)
     if lines[index] != wanted:
