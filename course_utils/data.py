@@ -8,12 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Subset
 from torchvision import datasets, transforms
 
 from . import config
-from ._download import DownloadError, download_file, gunzip, safe_extract_zip
-from .synthetic import random_images, rendered_digits
+from ._download import DownloadError, download_file, gunzip
+from .synthetic import rendered_digits
 from .tensorloader import TensorLoader
 
 __all__ = [
@@ -35,8 +35,6 @@ FASHION_MEAN, FASHION_STD = (0.2860,), (0.3530,)
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 SMOKE_TRAIN, SMOKE_TEST = 2048, 1024  # images kept in smoke mode: enough to see learning, seconds to run
 
-HYMENOPTERA_URL = "https://download.pytorch.org/tutorial/hymenoptera_data.zip"
-HYMENOPTERA_MD5 = "5f8c32a6554f6acb4d649776e7735e48"
 
 
 class DatasetNotFoundError(FileNotFoundError):
@@ -281,176 +279,5 @@ def fashion_mnist(
     return _idx_dataset(datasets.FashionMNIST, FASHION_MEAN, FASHION_STD, **locals())
 
 
-# ---------------------------------------------------------------------------------------------------------
-# Folders of images: ImageFolder layout and the ants/bees set
-# ---------------------------------------------------------------------------------------------------------
-def _readable_image(path: str) -> bool:
-    """ImageFolder's file filter: a known image extension and a file PIL can read; warn on others."""
-    from PIL import Image, UnidentifiedImageError
-
-    if not path.lower().endswith(datasets.folder.IMG_EXTENSIONS):
-        return False
-    try:
-        with Image.open(path) as img:
-            img.verify()
-    except (OSError, UnidentifiedImageError, SyntaxError) as exc:
-        warnings.warn(f"skipping unreadable image {path}: {exc}", stacklevel=2)
-        return False
-    return True
-
-
-def _check_split(folder: Path, root: Path) -> None:
-    layout = f"expected {root}/train/<class>/*.jpg and {root}/val/<class>/*.jpg (one folder per class)"
-    if not folder.is_dir():
-        raise DatasetNotFoundError(f"image folder {folder} does not exist; {layout}")
-    classes = [d for d in folder.iterdir() if d.is_dir()]
-    if not classes:
-        raise DatasetNotFoundError(f"{folder} has no class folders; {layout}")
-    empty = [d.name for d in classes if not any(f.is_file() for f in d.iterdir())]
-    if empty:
-        raise DatasetNotFoundError(f"class folder(s) {empty} in {folder} hold no files; {layout}")
-
-
-def default_transforms(size: int = 224) -> tuple[Any, Any]:
-    """ImageNet-style transforms: (train with random crop and flip, eval with resize and centre crop)."""
-    normalize = transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)
-    train = transforms.Compose([transforms.RandomResizedCrop(size), transforms.RandomHorizontalFlip(),
-                                transforms.ToTensor(), normalize])
-    evaluate = transforms.Compose([transforms.Resize(int(size * 256 / 224)), transforms.CenterCrop(size),
-                                   transforms.ToTensor(), normalize])
-    return train, evaluate
-
-
-def _normalisation(transform: Any) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """The mean/std a transform normalises with (for un-normalising plots); ImageNet's if it does not say."""
-    steps = transform.transforms if isinstance(transform, transforms.Compose) else [transform]
-    for step in steps:  # a Normalize, or torchvision's weights.transforms() (ImageClassification)
-        if getattr(step, "mean", None) is not None and getattr(step, "std", None) is not None:
-            return tuple(step.mean), tuple(step.std)
-    return IMAGENET_MEAN, IMAGENET_STD
-
-
-def image_folder(
-    root: str | Path,
-    *,
-    batch_size: int = 32,
-    transform: Any = None,
-    train_transform: Any = None,
-    val_fraction: float = 0.0,
-    subset: int | None = None,
-    seed: int = 0,
-    num_workers: int = 0,
-) -> DataBundle:
-    """Any folder in ImageFolder layout: ``root/train/<class>/...`` and ``root/val/<class>/...``.
-
-    Args:
-        root: The folder holding ``train/`` and ``val/`` (or ``test/``).
-        batch_size: Images per batch.
-        transform: Per-image transform for evaluation (e.g. ``weights.transforms()``); default: resize to 256,
-            centre-crop 224, ImageNet normalisation.
-        train_transform: Transform for training images; default: the ImageNet-style random crop and flip when
-            ``transform`` is None, else ``transform`` itself (no augmentation).
-        val_fraction: Part of ``train/`` held out as ``.val``; ``root/val`` is the ``.test`` split.
-        subset: Use only this many images of each split (handy for quick runs).
-        seed: Seed for the split, the subset and shuffling.
-        num_workers: DataLoader worker processes; 0 is safe in notebooks on every OS.
-
-    Returns:
-        A DataBundle; unreadable image files are skipped with a warning naming each.
-    """
-    root = Path(root)
-    test_dir = root / "val" if (root / "val").is_dir() or not (root / "test").is_dir() else root / "test"
-    for folder in (root / "train", test_dir):
-        _check_split(folder, root)
-    default_train, default_eval = default_transforms()
-    eval_tf = transform or default_eval
-    train_tf = train_transform or (default_train if transform is None else transform)
-    if config.SMOKE:
-        subset = min(subset or 32, 32)
-
-    train_ds = datasets.ImageFolder(root / "train", transform=train_tf, is_valid_file=_readable_image)
-    train_eval_ds = datasets.ImageFolder(root / "train", transform=eval_tf, is_valid_file=lambda p: True)
-    train_eval_ds.samples = train_ds.samples  # same files, without re-checking each one
-    test_ds = datasets.ImageFolder(test_dir, transform=eval_tf, is_valid_file=_readable_image)
-    train_idx, val_idx = _split(len(train_ds), val_fraction, subset, seed)
-    test_idx = torch.randperm(len(test_ds), generator=torch.Generator().manual_seed(seed))[:subset]
-
-    def loader(ds: Dataset, idx: torch.Tensor, shuffle: bool) -> DataLoader:
-        return DataLoader(Subset(ds, sorted(idx.tolist())), batch_size=batch_size, shuffle=shuffle,
-                          generator=torch.Generator().manual_seed(seed), num_workers=num_workers,
-                          pin_memory=torch.cuda.is_available())
-
-    mean, std = _normalisation(eval_tf)
-    return DataBundle(
-        train=loader(train_ds, train_idx, True),
-        val=loader(train_eval_ds, val_idx, False) if len(val_idx) else None,
-        test=loader(test_ds, test_idx, False),
-        classes=list(train_ds.classes), mean=mean, std=std, source=f"image folder {root}",
-    )
-
-
-def _synthetic_photos(batch_size: int, seed: int) -> DataBundle:
-    warnings.warn("SMOKE MODE: the ants/bees images are not available, so SYNTHETIC coloured noise stands in. "
-                  "Numbers from this run say nothing about the real dataset.", stacklevel=3)
-    print("!!! SMOKE MODE: using synthetic images instead of the ants/bees set !!!")
-    (x_tr, y_tr), (x_te, y_te) = random_images(32, size=224, seed=seed), random_images(32, size=224, seed=seed + 1)
-
-    def loader(x: torch.Tensor, y: torch.Tensor, train: bool) -> TensorLoader:
-        return TensorLoader(x, y, batch_size=batch_size, shuffle=train, mean=IMAGENET_MEAN, std=IMAGENET_STD, seed=seed)
-
-    return DataBundle(train=loader(x_tr, y_tr, True), val=None, test=loader(x_te, y_te, False),
-                      classes=["ants", "bees"], mean=IMAGENET_MEAN, std=IMAGENET_STD,
-                      source="synthetic images (smoke mode)")
-
-
-def hymenoptera(
-    *,
-    batch_size: int = 32,
-    transform: Any = None,
-    train_transform: Any = None,
-    val_fraction: float = 0.0,
-    subset: int | None = None,
-    seed: int = 0,
-    num_workers: int = 0,
-    data_dir: str | Path | None = None,
-    download: bool = True,
-) -> DataBundle:
-    """The ants/bees images of PyTorch's transfer-learning tutorial (244 train, 153 val, 2 classes).
-
-    Looks for ``hymenoptera_data/{train,val}/{ants,bees}`` under the data folder; if absent, downloads the zip
-    (checksum-verified) and extracts it safely. Its ``val/`` folder is the ``.test`` split here.
-
-    Args:
-        batch_size: Images per batch.
-        transform: Evaluation transform, e.g. ``ResNet18_Weights.DEFAULT.transforms()``.
-        train_transform: Training transform; see :func:`image_folder`.
-        val_fraction: Part of ``train/`` held out as ``.val``.
-        subset: Use only this many images of each split.
-        seed: Seed for splits and shuffling.
-        num_workers: DataLoader worker processes.
-        data_dir: Where to look; default ``COURSE_DATA_DIR``.
-        download: Download the zip if the folder is missing.
-
-    Returns:
-        A DataBundle with classes ``["ants", "bees"]``.
-    """
-    root = Path(data_dir) if data_dir is not None else config.data_dir()
-    folder = root / "hymenoptera_data"
-    if not (folder / "train").is_dir():
-        hint = (f"The ants/bees set was not found in {folder}.\nDownload {HYMENOPTERA_URL} and unzip it in "
-                f"{root} (it unpacks to hymenoptera_data/train and hymenoptera_data/val), or set COURSE_DATA_DIR.")
-        try:
-            if not download:
-                raise DatasetNotFoundError(hint + "\nDownloading is switched off (download=False).")
-            root.mkdir(parents=True, exist_ok=True)
-            archive = download_file([HYMENOPTERA_URL], root / "hymenoptera_data.zip", md5=HYMENOPTERA_MD5)
-            safe_extract_zip(archive, root, "hymenoptera_data")
-            archive.unlink()
-        except (DownloadError, PermissionError, DatasetNotFoundError) as exc:
-            if config.SMOKE:
-                return _synthetic_photos(batch_size, seed)
-            if isinstance(exc, DatasetNotFoundError):
-                raise
-            raise DatasetNotFoundError(f"{hint}\nDownloading failed (no network?):\n{exc}") from exc
-    return image_folder(folder, batch_size=batch_size, transform=transform, train_transform=train_transform,
-                        val_fraction=val_fraction, subset=subset, seed=seed, num_workers=num_workers)
+# The folder datasets live in their own module; they are part of this module's API.
+from .folders import default_transforms, hymenoptera, image_folder  # noqa: E402
