@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .widgets import conv_output_size
+
 __all__ = [
     "check_conv_output_size",
     "check_output_shape",
@@ -65,10 +67,6 @@ def _number(value: Any) -> float | None:
         return None
 
 
-def _conv_size(size: int, kernel_size: int, stride: int, padding: int, dilation: int) -> int:
-    return (size + 2 * padding - dilation * (kernel_size - 1) - 1) // stride + 1
-
-
 def _run_on_zeros(module: nn.Module, input_shape: Sequence[int]) -> torch.Tensor:
     """Run ``module`` on zeros in eval mode without gradients, restoring every submodule's mode afterwards."""
     param = next(module.parameters(), None)
@@ -106,7 +104,7 @@ def check_conv_output_size(fn: Callable[..., Any]) -> bool:
             return _raised(exc)
         if _unanswered(answer):
             return False
-        if _number(answer) != _conv_size(size, k, stride, padding, dilation):
+        if _number(answer) != conv_output_size(size, k, stride, padding, dilation):
             extras = {"stride": stride, "padding": padding, "dilation": dilation}
             args = ", ".join([f"size={size}", f"kernel_size={k}"]
                              + [f"{key}={v}" for key, v in extras.items() if v != defaults[key]])
