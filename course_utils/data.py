@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision import datasets, transforms
 
 from . import config
@@ -131,6 +131,14 @@ def _split(n: int, val_fraction: float, subset: int | None, seed: int) -> tuple[
     return order[n_val:], order[:n_val]
 
 
+def _dataloader(dataset: Dataset, indices: list[int], *, batch_size: int, shuffle: bool, seed: int,
+                num_workers: int) -> DataLoader:
+    """A DataLoader over ``dataset[indices]`` with its own seeded shuffling (the per-sample path)."""
+    return DataLoader(Subset(dataset, indices), batch_size=batch_size, shuffle=shuffle,
+                      generator=torch.Generator().manual_seed(seed), num_workers=num_workers,
+                      pin_memory=torch.cuda.is_available())
+
+
 # ---------------------------------------------------------------------------------------------------------
 # MNIST and Fashion-MNIST
 # ---------------------------------------------------------------------------------------------------------
@@ -203,9 +211,8 @@ def _idx_dataset(
 
     def torch_loader(train_split: bool, tf: Any, idx: torch.Tensor, shuffle: bool) -> DataLoader:
         ds = cls(str(root), train=train_split, transform=tf, download=False)
-        return DataLoader(Subset(ds, idx.tolist()), batch_size=batch_size, shuffle=shuffle,
-                          generator=torch.Generator().manual_seed(seed), num_workers=num_workers,
-                          pin_memory=torch.cuda.is_available())
+        return _dataloader(ds, idx.tolist(), batch_size=batch_size, shuffle=shuffle, seed=seed,
+                           num_workers=num_workers)
 
     return DataBundle(
         train=torch_loader(True, train_tf, train_idx, True),

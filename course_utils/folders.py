@@ -7,12 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Dataset
 from torchvision import datasets, transforms
 
 from . import config
 from ._download import DownloadError, download_file, safe_extract_zip
-from .data import IMAGENET_MEAN, IMAGENET_STD, DataBundle, DatasetNotFoundError, _split
+from .data import IMAGENET_MEAN, IMAGENET_STD, DataBundle, DatasetNotFoundError, _dataloader, _split
 from .synthetic import random_images
 from .tensorloader import TensorLoader
 
@@ -115,9 +115,8 @@ def image_folder(
     test_idx = torch.randperm(len(test_ds), generator=torch.Generator().manual_seed(seed))[:subset]
 
     def loader(ds: Dataset, idx: torch.Tensor, shuffle: bool) -> DataLoader:
-        return DataLoader(Subset(ds, sorted(idx.tolist())), batch_size=batch_size, shuffle=shuffle,
-                          generator=torch.Generator().manual_seed(seed), num_workers=num_workers,
-                          pin_memory=torch.cuda.is_available())
+        return _dataloader(ds, sorted(idx.tolist()), batch_size=batch_size, shuffle=shuffle, seed=seed,
+                           num_workers=num_workers)
 
     mean, std = _normalisation(eval_tf)
     return DataBundle(
@@ -132,7 +131,8 @@ def _synthetic_photos(batch_size: int, seed: int) -> DataBundle:
     warnings.warn("SMOKE MODE: the ants/bees images are not available, so SYNTHETIC coloured noise stands in. "
                   "Numbers from this run say nothing about the real dataset.", stacklevel=3)
     print("!!! SMOKE MODE: using synthetic images instead of the ants/bees set !!!")
-    (x_tr, y_tr), (x_te, y_te) = random_images(32, size=224, seed=seed), random_images(32, size=224, seed=seed + 1)
+    x_tr, y_tr = random_images(SMOKE_IMAGES, size=224, seed=seed)
+    x_te, y_te = random_images(SMOKE_IMAGES, size=224, seed=seed + 1)
 
     def loader(x: torch.Tensor, y: torch.Tensor, train: bool) -> TensorLoader:
         return TensorLoader(x, y, batch_size=batch_size, shuffle=train, mean=IMAGENET_MEAN, std=IMAGENET_STD, seed=seed)
