@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import matplotlib
@@ -41,6 +43,16 @@ def digits() -> tuple[TensorLoader, TensorLoader]:
         TensorLoader(x_train, y_train, batch_size=64, shuffle=True, mean=mean, std=std, seed=0),
         TensorLoader(x_test, y_test, batch_size=128, mean=mean, std=std),
     )
+
+
+@pytest.fixture
+def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every download fails at once, as on a machine without network."""
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise urllib.error.URLError("network is unreachable (test)")
+
+    monkeypatch.setattr(urllib.request, "urlopen", refuse)
 
 
 @pytest.fixture

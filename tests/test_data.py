@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import urllib.request
 
 import pytest
 import torch
@@ -12,15 +11,7 @@ from conftest import REAL_DATA, has_real
 from course_utils import config, data
 
 
-def _no_network(monkeypatch):
-    def refuse(*args, **kwargs):
-        raise urllib.error.URLError("network is unreachable (test)")
-
-    monkeypatch.setattr(urllib.request, "urlopen", refuse)
-
-
-def test_missing_mnist_without_network_fails_fast_and_names_folder(tmp_data, monkeypatch):
-    _no_network(monkeypatch)
+def test_missing_mnist_without_network_fails_fast_and_names_folder(tmp_data, no_network):
     start = time.perf_counter()
     with pytest.raises(data.DatasetNotFoundError) as info:
         data.mnist(data_dir=tmp_data)
@@ -36,8 +27,7 @@ def test_download_false_says_so(tmp_data):
         data.fashion_mnist(data_dir=tmp_data, download=False)
 
 
-def test_smoke_mode_falls_back_to_synthetic_digits_loudly(tmp_data, monkeypatch, capsys):
-    _no_network(monkeypatch)
+def test_smoke_mode_falls_back_to_synthetic_digits_loudly(tmp_data, no_network, monkeypatch, capsys):
     monkeypatch.setattr(config, "SMOKE", True)
     with pytest.warns(UserWarning, match="SYNTHETIC"):
         bundle = data.mnist(data_dir=tmp_data, device="cpu")
@@ -48,8 +38,7 @@ def test_smoke_mode_falls_back_to_synthetic_digits_loudly(tmp_data, monkeypatch,
     assert images.shape == (64, 1, 28, 28) and labels.max() <= 9
 
 
-def test_outside_smoke_mode_there_is_no_synthetic_fallback(tmp_data, monkeypatch):
-    _no_network(monkeypatch)
+def test_outside_smoke_mode_there_is_no_synthetic_fallback(tmp_data, no_network):
     with pytest.raises(data.DatasetNotFoundError):
         data.mnist(data_dir=tmp_data)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -12,12 +11,6 @@ from PIL import Image
 
 from course_utils import _download, config, data, folders
 
-
-def _no_network(monkeypatch):
-    def refuse(*args, **kwargs):
-        raise urllib.error.URLError("network is unreachable (test)")
-
-    monkeypatch.setattr(urllib.request, "urlopen", refuse)
 
 def _make_folder(root: Path, n: int = 3) -> None:
     for split in ("train", "val"):
@@ -59,15 +52,13 @@ def test_image_folder_val_fraction(tmp_path):
     assert len(bundle.train.dataset) == 8 and len(bundle.val.dataset) == 2
 
 
-def test_hymenoptera_download_failure_is_clear(tmp_data, monkeypatch):
-    _no_network(monkeypatch)
+def test_hymenoptera_download_failure_is_clear(tmp_data, no_network):
     with pytest.raises(data.DatasetNotFoundError, match="hymenoptera_data.zip"):
         data.hymenoptera(data_dir=tmp_data)
     assert list(tmp_data.iterdir()) == []
 
 
-def test_hymenoptera_smoke_fallback(tmp_data, monkeypatch):
-    _no_network(monkeypatch)
+def test_hymenoptera_smoke_fallback(tmp_data, no_network, monkeypatch):
     monkeypatch.setattr(config, "SMOKE", True)
     with pytest.warns(UserWarning, match="SYNTHETIC"):
         bundle = data.hymenoptera(data_dir=tmp_data, batch_size=8)
