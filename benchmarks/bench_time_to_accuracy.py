@@ -29,15 +29,13 @@ def fast_recipe(device: torch.device, epochs: int, precision: str) -> tuple[floa
     model = cu.SimpleCNN().to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=3e-3, total_steps=epochs * len(bundle.train))
-    if precision == "auto":
-        precision = "bf16" if cu.bf16_supported(device) else "fp32"
-    cu.fit(model, bundle.train, epochs=epochs, optimizer=optimizer, scheduler=scheduler,
-           loss_fn=nn.CrossEntropyLoss(label_smoothing=0.1), precision=precision, channels_last=True,
-           progress=False, verbose=False)
+    history = cu.fit(model, bundle.train, epochs=epochs, optimizer=optimizer, scheduler=scheduler,
+                     loss_fn=nn.CrossEntropyLoss(label_smoothing=0.1), precision=precision, channels_last=True,
+                     progress=False, verbose=False)
     sync(device)
     wall = time.perf_counter() - start
-    acc = cu.evaluate(model, bundle.test, precision=precision, channels_last=True)["acc"]
-    return wall, acc, precision
+    acc = cu.evaluate(model, bundle.test, precision=history.precision, channels_last=True)["acc"]
+    return wall, acc, history.precision  # "auto" resolved by fit
 
 
 def source_recipe(device: torch.device, max_epochs: int) -> list[tuple[float, float]]:

@@ -36,6 +36,7 @@ class History:
         lr: Learning rate at the end of each epoch.
         best_epoch: 1-based epoch with the best validation accuracy (None without validation).
         interrupted: True when training was stopped early with Ctrl-C.
+        precision: The precision training used (``"fp32"`` or ``"bf16"``; ``"auto"`` resolved).
         label: A name for plots and tables.
     """
 
@@ -47,6 +48,7 @@ class History:
     lr: list[float] = field(default_factory=list)
     best_epoch: int | None = None
     interrupted: bool = False
+    precision: str = "fp32"
     label: str = ""
 
     @property
@@ -413,7 +415,7 @@ def fit(
     if channels_last:
         model.to(memory_format=torch.channels_last)
     precision = _resolve_precision(precision, device)
-    history = History(label=label)
+    history = History(label=label, precision=precision)
     was_training = model.training
     best_acc, best_state = -1.0, None
     if verbose:

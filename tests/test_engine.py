@@ -11,6 +11,7 @@ from conftest import has_real
 from torch import nn
 
 from course_utils import config, data, engine
+from course_utils import utils as cu_utils
 from course_utils.models import ImprovedCNN, SimpleCNN
 
 
@@ -193,6 +194,10 @@ def test_bf16_and_channels_last_train(digits):
     history = engine.fit(model, train, test, epochs=1, optimizer=optimizer, loss_fn=loss_fn, precision="bf16",
                          channels_last=True, progress=False, verbose=False)
     assert history.val_acc[0] > 0.3
+    assert history.precision == "bf16"
+    auto = engine.fit(model, train, epochs=1, optimizer=optimizer, loss_fn=loss_fn, precision="auto",
+                      progress=False, verbose=False)
+    assert auto.precision == ("bf16" if cu_utils.bf16_supported("cpu") else "fp32")
     with pytest.raises(ValueError, match="precision"):
         engine.fit(model, train, epochs=1, optimizer=optimizer, loss_fn=loss_fn, precision="fp8")
 
