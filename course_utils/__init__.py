@@ -19,7 +19,7 @@ from .plotting import (
     show_images,
     show_misclassified,
 )
-from .utils import bf16_supported, environment_report, get_device, set_seed
+from .utils import bf16_supported, environment_report, get_device, set_seed, tune_cpu_allocator
 
 __all__ = [
     "__version__",
@@ -38,6 +38,7 @@ __all__ = [
     "set_seed",
     "get_device",
     "bf16_supported",
+    "tune_cpu_allocator",
     "environment_report",
     # training
     "fit",
