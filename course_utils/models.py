@@ -45,7 +45,8 @@ def _check_input(model: nn.Module, x: torch.Tensor, channels: int, size: int) ->
 class SimpleCNN(nn.Module):
     """The source's simple CNN: two conv+pool blocks, then two fully connected layers.
 
-    ``(batch, 1, 28, 28) -> conv 3x3 (32) -> pool -> conv 3x3 (64) -> pool -> flatten -> 128 -> num_classes``.
+    ``(batch, 1, 28, 28) -> conv 3x3 (32) -> pool -> conv 3x3 (64) -> pool -> flatten -> 128 -> num_classes``,
+    with a ReLU after each hidden layer.
     The flatten is ``torch.flatten(x, 1)`` and the first dense layer's size is computed from ``image_size``,
     instead of the source's ``x.view(-1, 7*7*64)``, which silently folds a wrong shape into the batch.
 
@@ -68,8 +69,10 @@ class SimpleCNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_input(self, x, self.in_channels, self.image_size)
-        x = self.pool(F.relu(self.conv1(x)))  # (batch, 32, 14, 14)
-        x = self.pool(F.relu(self.conv2(x)))  # (batch, 64, 7, 7)
+        # ReLU after pooling gives exactly the numbers of the source's pool(relu(conv(x))): ReLU never changes
+        # which value is largest, so the two commute. It runs ReLU on 4x fewer values (notebook 05 measures it).
+        x = F.relu(self.pool(self.conv1(x)))  # (batch, 32, 14, 14)
+        x = F.relu(self.pool(self.conv2(x)))  # (batch, 64, 7, 7)
         x = torch.flatten(x, 1)  # (batch, 3136): keeps the batch dimension, whatever the rest is
         x = F.relu(self.fc1(x))  # (batch, 128)
         return self.fc2(x)  # (batch, num_classes)
@@ -101,8 +104,8 @@ class ImprovedCNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_input(self, x, self.in_channels, self.image_size)
-        x = self.pool(F.relu(self.bn1(self.conv1(x))))  # (batch, 32, 14, 14)
-        x = self.pool(F.relu(self.bn2(self.conv2(x))))  # (batch, 64, 7, 7)
+        x = F.relu(self.pool(self.bn1(self.conv1(x))))  # (batch, 32, 14, 14); ReLU after pooling, as in SimpleCNN
+        x = F.relu(self.pool(self.bn2(self.conv2(x))))  # (batch, 64, 7, 7)
         x = torch.flatten(x, 1)  # (batch, 3136)
         x = self.dropout(F.relu(self.fc1(x)))  # (batch, 128); dropout acts only in train mode
         return self.fc2(x)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from course_utils import models
@@ -18,6 +19,25 @@ def test_cnn_shapes_and_parameter_count(cls):
     expected = 421_642 + (192 if cls is models.ImprovedCNN else 0)
     assert models.count_parameters(model) == expected
 
+
+
+def _source_forward(model: models.SimpleCNN, x: torch.Tensor) -> torch.Tensor:
+    """The source's order: ReLU before pooling."""
+    x = model.pool(F.relu(model.conv1(x)))
+    x = model.pool(F.relu(model.conv2(x)))
+    return model.fc2(F.relu(model.fc1(torch.flatten(x, 1))))
+
+
+def test_simple_cnn_computes_the_sources_function():
+    # SimpleCNN applies ReLU after pooling (faster); outputs and gradients must equal the source's order.
+    torch.manual_seed(0)
+    model = models.SimpleCNN()
+    x = torch.randn(8, 1, 28, 28)
+    ours, source = model(x), _source_forward(model, x)
+    torch.testing.assert_close(ours, source, rtol=0, atol=0)
+    grads = [torch.autograd.grad(out.square().sum(), list(model.parameters())) for out in (ours, source)]
+    for g_ours, g_source in zip(*grads, strict=True):
+        torch.testing.assert_close(g_ours, g_source)
 
 def test_cnn_rejects_wrong_shapes_clearly():
     model = models.SimpleCNN()
