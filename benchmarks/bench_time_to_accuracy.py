@@ -83,13 +83,14 @@ def source_recipe(device: torch.device, max_epochs: int) -> list[tuple[float, fl
     return results
 
 
+def report_run(seed: int, allocator: str, r: dict) -> None:
+    faults = f"{r['faults_per_step']:,.0f}" if r["faults_per_step"] is not None else "n/a"
+    print(f"fast recipe, seed {seed}, {allocator:>7} allocator: {r['wall']:5.1f} s wall, test accuracy {r['acc']:.2%}, "
+          f"{faults} page faults per step", flush=True)
+
+
 def report_fast(runs: dict[str, list[dict]], epochs: int) -> float:
-    """Print every run and the medians; return the tuned allocator's median wall time."""
-    for allocator, results in runs.items():
-        for i, r in enumerate(results, 1):
-            faults = f"{r['faults_per_step']:,.0f}" if r["faults_per_step"] is not None else "n/a"
-            print(f"fast recipe run {i} (seed {i - 1}), {allocator:>7} allocator: {r['wall']:5.1f} s wall, test accuracy "
-                  f"{r['acc']:.2%}, {faults} page faults per step")
+    """Print the medians; return the tuned allocator's median wall time."""
     median = {a: statistics.median(r["wall"] for r in results) for a, results in runs.items()}
     tuned = runs["tuned"]
     worst = min(r["acc"] for r in tuned)
@@ -124,6 +125,7 @@ def main() -> None:
     for seed in range(args.runs):
         for allocator in ALLOCATORS:
             runs[allocator].append(fast_recipe_in_child(allocator, seed, args))
+            report_run(seed, allocator, runs[allocator][-1])
     wall = report_fast(runs, args.epochs)
 
     results = source_recipe(device, args.source_epochs)
