@@ -5,130 +5,24 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
 from torch import nn
 
+from ._diagnose import NonFiniteLossError, check_classes, check_trainable, explain_shape_errors, raise_if_bad
 from .checkpoint import save_checkpoint
+from .history import History, Predictions
 from .utils import bf16_supported
 
 __all__ = ["History", "Predictions", "NonFiniteLossError", "train_one_epoch", "evaluate", "predict", "fit"]
 
 
-class NonFiniteLossError(FloatingPointError):
-    """The loss became NaN or infinite: training stopped rather than continuing on garbage."""
-
-
-@dataclass
-class History:
-    """Per-epoch metrics of one :func:`fit` run, like Keras' ``History``.
-
-    Attributes:
-        train_loss: Mean training loss of each epoch (weighted by sample count).
-        train_acc: Training accuracy of each epoch, as a fraction.
-        val_loss: Validation loss of each epoch (empty without a validation loader).
-        val_acc: Validation accuracy of each epoch (empty without a validation loader).
-        epoch_time: Wall-clock seconds of each epoch (training and validation).
-        lr: Learning rate at the end of each epoch.
-        best_epoch: 1-based epoch with the best validation accuracy (None without validation).
-        interrupted: True when training was stopped early with Ctrl-C.
-        precision: The precision training used (``"fp32"`` or ``"bf16"``; ``"auto"`` resolved).
-        label: A name for plots and tables.
-    """
-
-    train_loss: list[float] = field(default_factory=list)
-    train_acc: list[float] = field(default_factory=list)
-    val_loss: list[float] = field(default_factory=list)
-    val_acc: list[float] = field(default_factory=list)
-    epoch_time: list[float] = field(default_factory=list)
-    lr: list[float] = field(default_factory=list)
-    best_epoch: int | None = None
-    interrupted: bool = False
-    precision: str = "fp32"
-    label: str = ""
-
-    @property
-    def epochs(self) -> int:
-        """Number of completed epochs."""
-        return len(self.train_loss)
-
-    @property
-    def total_time(self) -> float:
-        """Seconds spent in all epochs together."""
-        return sum(self.epoch_time)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The metrics as plain lists (safe to store in a checkpoint)."""
-        return {k: (list(v) if isinstance(v, list) else v) for k, v in self.__dict__.items()}
-
-    def plot(self, title: str | None = None):
-        """Plot loss and accuracy curves; see :func:`course_utils.plotting.plot_history`."""
-        from .plotting import plot_history
-
-        return plot_history(self, title=title)
-
-    def __repr__(self) -> str:
-        lines = [f"History({self.label or 'run'}: {self.epochs} epochs, {self.total_time:.1f} s"
-                 + (", interrupted" if self.interrupted else "") + ")"]
-        for i in range(self.epochs):
-            val = f"  val_loss {self.val_loss[i]:.4f}  val_acc {self.val_acc[i]:.2%}" if self.val_acc else ""
-            lines.append(f"  epoch {i + 1}: train_loss {self.train_loss[i]:.4f}  train_acc {self.train_acc[i]:.2%}"
-                         f"{val}  ({self.epoch_time[i]:.1f} s)")
-        return "\n".join(lines)
-
-
-class Predictions(NamedTuple):
-    """Model outputs for a whole loader, on the CPU: predicted class, true label (or None), probabilities."""
-
-    preds: torch.Tensor
-    labels: torch.Tensor | None
-    probs: torch.Tensor
-
-
 # ---------------------------------------------------------------------------------------------------------
-# Helpers that turn deep PyTorch errors into messages a beginner can act on
+# One batch through the model: device, memory layout, precision
 # ---------------------------------------------------------------------------------------------------------
-def _first_conv_or_linear(model: nn.Module) -> nn.Module | None:
-    return next((m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))), None)
-
-
-@contextlib.contextmanager
-def _explain_shape_errors(model: nn.Module, images: torch.Tensor) -> Iterator[None]:
-    try:
-        yield
-    except RuntimeError as exc:
-        text = str(exc)
-        if not any(s in text for s in ("channels", "shapes cannot be multiplied", "size mismatch", "Expected")):
-            raise
-        first = _first_conv_or_linear(model)
-        expects = ""
-        if isinstance(first, nn.Conv2d):
-            expects = f" Its first layer, {first}, expects {first.in_channels} input channel(s)."
-        raise ValueError(
-            f"{type(model).__name__} could not process a batch of images of shape {tuple(images.shape)} "
-            f"(batch, channels, height, width).{expects} Check that the images have the number of channels and "
-            f"the size the model was built for (e.g. 1x28x28 for MNIST, 3x224x224 for ResNet).\n"
-            f"PyTorch said: {text}"
-        ) from exc
-
-
-def _check_classes(outputs: torch.Tensor, labels: torch.Tensor) -> None:
-    """Fail clearly when the model has fewer outputs than the labels need (checked on the first batch)."""
-    if outputs.ndim != 2:
-        raise ValueError(f"the model should output (batch, num_classes) scores, got shape {tuple(outputs.shape)}")
-    top = int(labels.max())
-    if top >= outputs.shape[1]:
-        raise ValueError(
-            f"the model outputs {outputs.shape[1]} class scores, but the labels go up to {top}, so it needs at "
-            f"least {top + 1}. Make its last layer's out_features equal the number of classes "
-            f"(e.g. nn.Linear(..., {top + 1}))."
-        )
-
-
 def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
     if precision == "bf16":
         return torch.autocast(device.type, dtype=torch.bfloat16)
@@ -158,10 +52,10 @@ def _forward(
     labels = labels.to(device, non_blocking=True)
     if channels_last:
         images = images.contiguous(memory_format=torch.channels_last)
-    with _explain_shape_errors(model, images), _autocast(device, precision):
+    with explain_shape_errors(model, images), _autocast(device, precision):
         outputs = model(images)  # (batch, num_classes)
     if first:  # one check per pass: it reads labels.max(), a host sync
-        _check_classes(outputs, labels)
+        check_classes(outputs, labels)
     return outputs, labels
 
 
@@ -231,26 +125,16 @@ def train_one_epoch(
         correct += (outputs.argmax(dim=1) == labels).sum()
         first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss), step, first_bad)
         if step % 50 == 49 or step == 0:
-            _raise_if_bad(first_bad, epoch)
+            raise_if_bad(first_bad, epoch)
             if progress is not None:
                 progress.set_postfix(loss=f"{loss_sum.item() / n:.4f}", acc=f"{correct.item() / n:.2%}",
                                      refresh=False)
         if progress is not None:
             progress.update(1)
-    _raise_if_bad(first_bad, epoch)
+    raise_if_bad(first_bad, epoch)
     if n == 0:
         raise ValueError("the training loader yielded no batches; is the dataset empty?")
     return {"loss": loss_sum.item() / n, "acc": correct.item() / n, "n": n}
-
-
-def _raise_if_bad(first_bad: torch.Tensor, epoch: int) -> None:
-    step = int(first_bad)
-    if step >= 0:
-        raise NonFiniteLossError(
-            f"the loss became NaN or infinite at epoch {epoch}, step {step + 1}. Training stopped. Usual causes: "
-            "a learning rate that is too high, unnormalised inputs, or a log of zero in a custom loss. Try a "
-            "10x smaller lr."
-        )
 
 
 @torch.no_grad()
@@ -316,7 +200,7 @@ def predict(model: nn.Module, data: Iterable | torch.Tensor, *, device: torch.de
     try:
         for images, batch_labels in batches:
             images = images.to(device)
-            with _explain_shape_errors(model, images):
+            with explain_shape_errors(model, images):
                 p = model(images).float().softmax(dim=1)  # (batch, num_classes)
             probs.append(p.cpu())
             preds.append(p.argmax(dim=1).cpu())
@@ -330,24 +214,6 @@ def predict(model: nn.Module, data: Iterable | torch.Tensor, *, device: torch.de
 # ---------------------------------------------------------------------------------------------------------
 # fit: the whole training run
 # ---------------------------------------------------------------------------------------------------------
-def _check_trainable(model: nn.Module, optimizer: torch.optim.Optimizer) -> int:
-    params = [p for group in optimizer.param_groups for p in group["params"]]
-    trainable = sum(p.numel() for p in params if p.requires_grad)
-    if trainable == 0:
-        raise ValueError(
-            "the optimizer has no trainable parameter: every parameter it was given has requires_grad=False, "
-            "so loss.backward() has nothing to compute. A common cause: replacing the head (model.fc = ...) and "
-            "*then* freezing every parameter, which freezes the new head too. Freeze the backbone first, then "
-            "add the head (new layers are trainable), and build the optimizer from "
-            "[p for p in model.parameters() if p.requires_grad]."
-        )
-    model_ids = {id(p) for p in model.parameters()}
-    if not any(id(p) in model_ids for p in params):
-        raise ValueError("the optimizer's parameters do not belong to this model; build the optimizer from "
-                         "model.parameters() after creating the model you pass to fit")
-    return trainable
-
-
 def _per_batch(scheduler: Any) -> bool:
     return isinstance(scheduler, (torch.optim.lr_scheduler.OneCycleLR, torch.optim.lr_scheduler.CyclicLR))
 
@@ -409,7 +275,7 @@ def fit(
         raise ValueError(f"epochs must be at least 1, got {epochs}")
     if keep_best and val_loader is None:
         raise ValueError("keep_best=True chooses the best epoch by validation accuracy: pass a val_loader")
-    trainable = _check_trainable(model, optimizer)
+    trainable = check_trainable(model, optimizer)
     device = _infer_device(model, device)
     model.to(device)
     if channels_last:

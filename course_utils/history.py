@@ -1,0 +1,76 @@
+"""What training returns: History (per-epoch metrics, like Keras' History) and Predictions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import torch
+
+__all__ = ["History", "Predictions"]
+
+
+@dataclass
+class History:
+    """Per-epoch metrics of one :func:`fit` run, like Keras' ``History``.
+
+    Attributes:
+        train_loss: Mean training loss of each epoch (weighted by sample count).
+        train_acc: Training accuracy of each epoch, as a fraction.
+        val_loss: Validation loss of each epoch (empty without a validation loader).
+        val_acc: Validation accuracy of each epoch (empty without a validation loader).
+        epoch_time: Wall-clock seconds of each epoch (training and validation).
+        lr: Learning rate at the end of each epoch.
+        best_epoch: 1-based epoch with the best validation accuracy (None without validation).
+        interrupted: True when training was stopped early with Ctrl-C.
+        precision: The precision training used (``"fp32"`` or ``"bf16"``; ``"auto"`` resolved).
+        label: A name for plots and tables.
+    """
+
+    train_loss: list[float] = field(default_factory=list)
+    train_acc: list[float] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    val_acc: list[float] = field(default_factory=list)
+    epoch_time: list[float] = field(default_factory=list)
+    lr: list[float] = field(default_factory=list)
+    best_epoch: int | None = None
+    interrupted: bool = False
+    precision: str = "fp32"
+    label: str = ""
+
+    @property
+    def epochs(self) -> int:
+        """Number of completed epochs."""
+        return len(self.train_loss)
+
+    @property
+    def total_time(self) -> float:
+        """Seconds spent in all epochs together."""
+        return sum(self.epoch_time)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The metrics as plain lists (safe to store in a checkpoint)."""
+        return {k: (list(v) if isinstance(v, list) else v) for k, v in self.__dict__.items()}
+
+    def plot(self, title: str | None = None):
+        """Plot loss and accuracy curves; see :func:`course_utils.plotting.plot_history`."""
+        from .plotting import plot_history
+
+        return plot_history(self, title=title)
+
+    def __repr__(self) -> str:
+        lines = [f"History({self.label or 'run'}: {self.epochs} epochs, {self.total_time:.1f} s"
+                 + (", interrupted" if self.interrupted else "") + ")"]
+        for i in range(self.epochs):
+            val = f"  val_loss {self.val_loss[i]:.4f}  val_acc {self.val_acc[i]:.2%}" if self.val_acc else ""
+            lines.append(f"  epoch {i + 1}: train_loss {self.train_loss[i]:.4f}  train_acc {self.train_acc[i]:.2%}"
+                         f"{val}  ({self.epoch_time[i]:.1f} s)")
+        return "\n".join(lines)
+
+
+class Predictions(NamedTuple):
+    """Model outputs for a whole loader, on the CPU: predicted class, true label (or None), probabilities."""
+
+    preds: torch.Tensor
+    labels: torch.Tensor | None
+    probs: torch.Tensor
