@@ -1,24 +1,19 @@
 """course_utils: the CNN course's helpers for data, training, models, plots, widgets and exercise checks.
 
 Importing it changes no global state. The short API below is what the notebooks use; each submodule
-(``cu.data``, ``cu.engine``, ``cu.models``, ``cu.plotting``, ``cu.widgets``, ``cu.checks``) holds the rest.
+(``cu.data``, ``cu.engine``, ``cu.models``, ``cu.plotting``, ``cu.features``, ``cu.widgets``, ``cu.checks``) holds
+the rest.
 """
 
 __version__ = "0.1.0"
 
-from . import checks, config, data, engine, models, plotting, widgets
+from . import checks, config, data, engine, features, models, plotting, widgets
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import DATA_DIR, SMOKE
 from .engine import History, NonFiniteLossError, Predictions, evaluate, fit, predict, train_one_epoch
+from .features import show_feature_maps, show_filters
 from .models import ImprovedCNN, SimpleCNN, count_parameters, resnet18_transfer, trainable_summary
-from .plotting import (
-    plot_confusion_matrix,
-    plot_history,
-    show_feature_maps,
-    show_filters,
-    show_images,
-    show_misclassified,
-)
+from .plotting import plot_confusion_matrix, plot_history, show_images, show_misclassified
 from .utils import bf16_supported, environment_report, get_device, set_seed, tune_cpu_allocator
 
 __all__ = [
@@ -33,6 +28,7 @@ __all__ = [
     "engine",
     "models",
     "plotting",
+    "features",
     "widgets",
     # setup
     "set_seed",

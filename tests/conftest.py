@@ -67,3 +67,12 @@ def tmp_data(tmp_path: Path) -> Path:
 def _threads() -> None:
     # Keep per-test thread use predictable on small CI machines.
     torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    """Close every figure a test drew, so figures do not pile up across tests."""
+    yield
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
