@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._feedback import failed, number, passed, raised, run_on_zeros, same, unanswered
 from .widgets import conv_output_size
 
 __all__ = [
@@ -26,59 +27,6 @@ __all__ = [
 
 # A check never raises for a wrong answer: learners should see a hint, not a traceback. Only mistakes by
 # the notebook author (an unknown kernel name, say) raise.
-
-
-def _passed(message: str) -> bool:
-    print(f"✅ Correct! {message}")
-    return True
-
-
-def _failed(hint: str) -> bool:
-    print(f"❌ Not yet: {hint}")
-    return False
-
-
-def _raised(exc: BaseException) -> bool:
-    print(f"❌ Your code raised {type(exc).__name__}: {exc}")
-    return False
-
-
-_PLACEHOLDERS = (None, ...)
-
-
-def _unanswered(value: Any) -> bool:
-    """True (after printing a nudge) when the learner has not replaced the placeholder yet."""
-    if any(value is p for p in _PLACEHOLDERS):
-        print("❌ Not yet: there is no answer yet. Replace the placeholder (None or ...) with your answer, "
-              "then run the cell again.")
-        return True
-    return False
-
-
-def _number(value: Any) -> float | None:
-    """The answer as a number, or None when it is not one (a tensor of one element counts)."""
-    if isinstance(value, torch.Tensor):
-        return float(value.item()) if value.numel() == 1 else None
-    if isinstance(value, (bool, str)):
-        return None  # True == 1 and float("3") == 3.0 in Python, but neither is a numeric answer
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def _run_on_zeros(module: nn.Module, input_shape: Sequence[int]) -> torch.Tensor:
-    """Run ``module`` on zeros in eval mode without gradients, restoring every submodule's mode afterwards."""
-    param = next(module.parameters(), None)
-    x = torch.zeros(tuple(input_shape), device=param.device if param is not None else "cpu")
-    modes = {m: m.training for m in module.modules()}
-    try:
-        module.eval()  # batch norm must not update its running statistics on this dummy input
-        with torch.no_grad():
-            return module(x)
-    finally:
-        for m, training in modes.items():
-            m.training = training
 
 
 _CONV_CASES = [  # (size, kernel_size, stride, padding, dilation)
@@ -101,17 +49,17 @@ def check_conv_output_size(fn: Callable[..., Any]) -> bool:
         try:
             answer = fn(size, k, stride, padding, dilation)
         except Exception as exc:  # learner code: report, do not raise
-            return _raised(exc)
-        if _unanswered(answer):
+            return raised(exc)
+        if unanswered(answer):
             return False
-        if _number(answer) != conv_output_size(size, k, stride, padding, dilation):
+        if number(answer) != conv_output_size(size, k, stride, padding, dilation):
             extras = {"stride": stride, "padding": padding, "dilation": dilation}
             args = ", ".join([f"size={size}", f"kernel_size={k}"]
                              + [f"{key}={v}" for key, v in extras.items() if v != defaults[key]])
-            return _failed(f"for {args} you returned {answer!r}. Remember that padding is added on both "
+            return failed(f"for {args} you returned {answer!r}. Remember that padding is added on both "
                            "sides, dilation spreads the kernel over dilation*(k-1)+1 pixels, and the "
                            "division by the stride is rounded down.")
-    return _passed(f"your formula matches PyTorch on all {len(_CONV_CASES)} cases.")
+    return passed(f"your formula matches PyTorch on all {len(_CONV_CASES)} cases.")
 
 
 def check_output_shape(answer: Sequence[int], layer: nn.Module, input_shape: Sequence[int]) -> bool:
@@ -125,26 +73,26 @@ def check_output_shape(answer: Sequence[int], layer: nn.Module, input_shape: Seq
     Returns:
         True when the shape matches.
     """
-    if _unanswered(answer):
+    if unanswered(answer):
         return False
     try:
-        expected = tuple(_run_on_zeros(layer, input_shape).shape)
+        expected = tuple(run_on_zeros(layer, input_shape).shape)
     except Exception as exc:  # the layer may be the learner's own and fail on this input
-        return _raised(exc)
+        return raised(exc)
     try:
         given = tuple(int(v) for v in answer)
     except (TypeError, ValueError):
-        return _failed(f"give the shape as a tuple of integers, like {tuple(input_shape)}; "
+        return failed(f"give the shape as a tuple of integers, like {tuple(input_shape)}; "
                        f"you gave {answer!r}.")
     if given == expected:
-        return _passed(f"the output shape is {expected}.")
+        return passed(f"the output shape is {expected}.")
     if len(given) != len(expected):
-        return _failed(f"your shape has {len(given)} dimensions but the output has {len(expected)}; "
+        return failed(f"your shape has {len(given)} dimensions but the output has {len(expected)}; "
                        "remember the batch dimension comes first.")
     wrong = [i for i, (g, e) in enumerate(zip(given, expected, strict=True)) if g != e]
     names = {0: "batch", 1: "channels"}
     where = ", ".join(names.get(i, f"dimension {i} (spatial)") for i in wrong)
-    return _failed(f"{where} not right yet. The batch size does not change, the channels come from the "
+    return failed(f"{where} not right yet. The batch size does not change, the channels come from the "
                    "layer's out_channels, and height/width follow the output-size formula.")
 
 
@@ -162,20 +110,20 @@ def check_conv_params(answer: int, in_channels: int, out_channels: int, kernel_s
     Returns:
         True when the count is right.
     """
-    if _unanswered(answer):
+    if unanswered(answer):
         return False
     kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else kernel_size
     weights = out_channels * in_channels * kh * kw
     expected = weights + (out_channels if bias else 0)
-    value = _number(answer)
+    value = number(answer)
     if value == expected:
-        return _passed(f"{out_channels} filters × {in_channels}×{kh}×{kw} weights"
+        return passed(f"{out_channels} filters × {in_channels}×{kh}×{kw} weights"
                        + (f" + {out_channels} biases" if bias else "") + f" = {expected:,} parameters.")
     if bias and value == weights:
-        return _failed("the weights look right; did you count the biases (one per output channel)?")
+        return failed("the weights look right; did you count the biases (one per output channel)?")
     if not bias and value == expected + out_channels:
-        return _failed("this layer has bias=False, so there are no bias parameters to count.")
-    return _failed(f"each output channel has one filter with in_channels × {kh} × {kw} weights (one per "
+        return failed("this layer has bias=False, so there are no bias parameters to count.")
+    return failed(f"each output channel has one filter with in_channels × {kh} × {kw} weights (one per "
                    "input channel and kernel position), plus one bias when bias=True.")
 
 
@@ -191,22 +139,22 @@ def check_flatten_features(answer: int, model_or_layers: nn.Module | Iterable[nn
     Returns:
         True when the number is right.
     """
-    if _unanswered(answer):
+    if unanswered(answer):
         return False
     module = model_or_layers if isinstance(model_or_layers, nn.Module) else nn.Sequential(*model_or_layers)
     shape = tuple(input_shape)
     shape = (1, *shape) if len(shape) == 3 else shape  # a single image gets a batch dimension
     try:
-        out = _run_on_zeros(module, shape)
+        out = run_on_zeros(module, shape)
     except Exception as exc:
-        return _raised(exc)
+        return raised(exc)
     expected = math.prod(out.shape[1:])  # nn.Flatten keeps the batch dimension
-    value = _number(answer)
+    value = number(answer)
     if value == expected:
-        return _passed(f"the output {tuple(out.shape)} flattens to {expected:,} features per image.")
+        return passed(f"the output {tuple(out.shape)} flattens to {expected:,} features per image.")
     if value == out.numel() and shape[0] != 1:
-        return _failed("count the features of one image: the batch dimension stays separate when flattening.")
-    return _failed("the flattened size is channels × height × width of the last feature maps. Work out the "
+        return failed("count the features of one image: the batch dimension stays separate when flattening.")
+    return failed("the flattened size is channels × height × width of the last feature maps. Work out the "
                    "shape after each layer (pooling divides height and width), or print the shape of a dummy "
                    "input passed through the layers.")
 
@@ -226,24 +174,24 @@ def check_conv2d_manual(fn: Callable[[torch.Tensor, torch.Tensor], Any]) -> bool
         expected = F.conv2d(image[None, None], kernel[None, None])[0, 0]  # (h - kh + 1, w - kw + 1)
         try:
             output = fn(image.clone(), kernel.clone())
-            if _unanswered(output):
+            if unanswered(output):
                 return False
             result = torch.as_tensor(output, dtype=torch.float32)
         except Exception as exc:
-            return _raised(exc)
+            return raised(exc)
         if result.shape != expected.shape:
-            return _failed(f"for an image {(h, w)} and a kernel {(kh, kw)} your output has shape "
+            return failed(f"for an image {(h, w)} and a kernel {(kh, kw)} your output has shape "
                            f"{tuple(result.shape)}. Without padding the kernel may only sit where it fits "
                            "entirely inside the image.")
         if not torch.allclose(result, expected, atol=1e-5):
             flipped = F.conv2d(image[None, None], kernel.flip(0, 1)[None, None])[0, 0]
             if torch.allclose(result, flipped, atol=1e-5):
-                return _failed("you flipped the kernel. PyTorch's conv2d computes a cross-correlation: it "
+                return failed("you flipped the kernel. PyTorch's conv2d computes a cross-correlation: it "
                                "does not flip the kernel.")
-            return _failed("the shape is right but the values differ. At each position multiply the window "
+            return failed("the shape is right but the values differ. At each position multiply the window "
                            "under the kernel element by element with the kernel and sum (PyTorch's conv2d "
                            "does not flip the kernel).")
-    return _passed("your function matches F.conv2d.")
+    return passed("your function matches F.conv2d.")
 
 
 def check_kernel(answer: Any, name: str) -> bool:
@@ -256,29 +204,29 @@ def check_kernel(answer: Any, name: str) -> bool:
     Returns:
         True when the kernel has the properties that kind of kernel needs.
     """
-    if _unanswered(answer):
+    if unanswered(answer):
         return False
     if name not in ("vertical_edges", "horizontal_edges", "blur"):
         raise ValueError(f"unknown kernel kind {name!r}; use 'vertical_edges', 'horizontal_edges' or 'blur'")
     try:
         k = torch.as_tensor(answer, dtype=torch.float32)
     except Exception as exc:
-        return _raised(exc)
+        return raised(exc)
     if k.dim() != 2 or min(k.shape) < 1 or k.numel() < 2:
-        return _failed(f"give a 2-D kernel such as a 3×3 tensor; yours has shape {tuple(k.shape)}.")
+        return failed(f"give a 2-D kernel such as a 3×3 tensor; yours has shape {tuple(k.shape)}.")
     total, magnitude = float(k.sum()), float(k.abs().sum())
     if name == "blur":
         if (k < 0).any():
-            return _failed("a blur averages neighbouring pixels, so no weight should be negative.")
+            return failed("a blur averages neighbouring pixels, so no weight should be negative.")
         if not math.isclose(total, 1.0, abs_tol=1e-4):
-            return _failed(f"your weights add up to {total:.3g}; a blur should keep the overall brightness.")
+            return failed(f"your weights add up to {total:.3g}; a blur should keep the overall brightness.")
         if int((k > 0).sum()) < 2:
-            return _failed("only one weight is non-zero, which copies pixels instead of mixing neighbours.")
-        return _passed("non-negative weights that add up to 1: a blur.")
+            return failed("only one weight is non-zero, which copies pixels instead of mixing neighbours.")
+        return passed("non-negative weights that add up to 1: a blur.")
     if magnitude == 0:
-        return _failed("your kernel is all zeros, so it responds to nothing.")
+        return failed("your kernel is all zeros, so it responds to nothing.")
     if abs(total) > 1e-3 * magnitude:
-        return _failed(f"your weights add up to {total:.3g}; an edge detector gives 0 on a flat region.")
+        return failed(f"your weights add up to {total:.3g}; an edge detector gives 0 on a flat region.")
     step = (torch.arange(16) >= 8).float().expand(16, 16)  # dark left half, bright right half
     vertical, horizontal = step, step.T
     if name == "horizontal_edges":
@@ -288,12 +236,12 @@ def check_kernel(answer: Any, name: str) -> bool:
                      for img in (vertical, horizontal))
     edge = "vertical" if name == "vertical_edges" else "horizontal"
     if wanted < 0.2 * magnitude:
-        return _failed(f"your kernel barely responds to a {edge} edge: it should compare the pixels on one "
+        return failed(f"your kernel barely responds to a {edge} edge: it should compare the pixels on one "
                        "side of the edge with those on the other.")
     if other > 0.25 * wanted:
-        return _failed(f"your kernel also responds to edges that are not {edge}; make it change in one "
+        return failed(f"your kernel also responds to edges that are not {edge}; make it change in one "
                        "direction only and stay the same along the edge.")
-    return _passed(f"it sums to 0 and responds to {edge} edges but not to the others.")
+    return passed(f"it sums to 0 and responds to {edge} edges but not to the others.")
 
 
 def check_trainable(model: nn.Module, expected_trainable_names: Sequence[str]) -> bool:
@@ -314,20 +262,20 @@ def check_trainable(model: nn.Module, expected_trainable_names: Sequence[str]) -
     params = list(model.named_parameters())
     missing = [p for p in prefixes if not any(under(n, p) for n, _ in params)]
     if missing:
-        return _failed(f"the model has no parameters under {missing}; did you replace or rename that layer?")
+        return failed(f"the model has no parameters under {missing}; did you replace or rename that layer?")
     frozen = sorted({p for p in prefixes for n, t in params if under(n, p) and not t.requires_grad})
     extra = sorted({n.split(".")[0] for n, t in params
                     if t.requires_grad and not any(under(n, p) for p in prefixes)})
     if not frozen and not extra:
         count = sum(t.numel() for _, t in params if t.requires_grad)
         total = sum(t.numel() for _, t in params)
-        return _passed(f"{count:,} of {total:,} parameters are trainable ({', '.join(prefixes)}).")
+        return passed(f"{count:,} of {total:,} parameters are trainable ({', '.join(prefixes)}).")
     problems = []
     if frozen:
         problems.append(f"{frozen} should be trainable but some of their parameters are frozen")
     if extra:
         problems.append(f"{extra} should be frozen but still have requires_grad=True")
-    return _failed("; ".join(problems) + ". Set requires_grad on the parameters, e.g. with a loop over "
+    return failed("; ".join(problems) + ". Set requires_grad on the parameters, e.g. with a loop over "
                    "model.named_parameters() (a newly created layer is trainable by default).")
 
 
@@ -341,14 +289,14 @@ def check_accuracy(acc: float, threshold: float) -> bool:
     Returns:
         True when ``acc >= threshold``.
     """
-    if _unanswered(acc):
+    if unanswered(acc):
         return False
-    value = _number(acc)
+    value = number(acc)
     if value is None or not 0.0 <= value <= 1.0:
-        return _failed(f"give the accuracy as a fraction between 0 and 1 (0.9 for 90%); you gave {acc!r}.")
+        return failed(f"give the accuracy as a fraction between 0 and 1 (0.9 for 90%); you gave {acc!r}.")
     if value >= threshold - 1e-6:  # float32 accuracies such as 0.9 are stored as 0.8999999762
-        return _passed(f"accuracy {value:.1%} reaches the {threshold:.1%} target.")
-    return _failed(f"accuracy {value:.1%} is below the {threshold:.1%} target. Try training longer, another "
+        return passed(f"accuracy {value:.1%} reaches the {threshold:.1%} target.")
+    return failed(f"accuracy {value:.1%} is below the {threshold:.1%} target. Try training longer, another "
                    "learning rate, or the improvements from this notebook.")
 
 
@@ -363,24 +311,6 @@ def check_equal(answer: Any, expected: Any, *, hint: str) -> bool:
     Returns:
         True when the answer is right.
     """
-    if _unanswered(answer):
+    if unanswered(answer):
         return False
-    return _passed("that's right.") if _same(answer, expected) else _failed(hint)
-
-
-def _same(answer: Any, expected: Any) -> bool:
-    a, e = _number(answer), _number(expected)
-    if a is not None and e is not None:
-        return math.isclose(a, e, rel_tol=1e-6, abs_tol=1e-9)
-    if isinstance(answer, torch.Tensor) or isinstance(expected, torch.Tensor):
-        try:
-            a_t, e_t = torch.as_tensor(answer).double(), torch.as_tensor(expected).double()
-        except Exception:  # e.g. a string compared with a tensor
-            return False
-        return a_t.shape == e_t.shape and torch.allclose(a_t, e_t, rtol=1e-6, atol=1e-9)
-    if isinstance(answer, (list, tuple)) and isinstance(expected, (list, tuple)):
-        return len(answer) == len(expected) and all(map(_same, answer, expected))
-    try:
-        return bool(answer == expected)
-    except Exception:  # objects whose comparison does not give a plain truth value
-        return False
+    return passed("that's right.") if same(answer, expected) else failed(hint)

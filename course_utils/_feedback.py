@@ -1,0 +1,87 @@
+"""How the exercise checks talk to a learner: ✅ and ❌ lines, placeholder detection, tolerant comparison."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = ["passed", "failed", "raised", "unanswered", "number", "same", "run_on_zeros"]
+
+
+def passed(message: str) -> bool:
+    """Print a ✅ line and return True."""
+    print(f"✅ Correct! {message}")
+    return True
+
+
+def failed(hint: str) -> bool:
+    """Print a ❌ hint and return False."""
+    print(f"❌ Not yet: {hint}")
+    return False
+
+
+def raised(exc: BaseException) -> bool:
+    """Report the learner's exception as a ❌ line (a check never raises for a wrong answer); return False."""
+    print(f"❌ Your code raised {type(exc).__name__}: {exc}")
+    return False
+
+
+_PLACEHOLDERS = (None, ...)
+
+
+def unanswered(value: Any) -> bool:
+    """True (after printing a nudge) when the learner has not replaced the placeholder yet."""
+    if any(value is p for p in _PLACEHOLDERS):
+        print("❌ Not yet: there is no answer yet. Replace the placeholder (None or ...) with your answer, "
+              "then run the cell again.")
+        return True
+    return False
+
+
+def number(value: Any) -> float | None:
+    """The answer as a number, or None when it is not one (a tensor of one element counts)."""
+    if isinstance(value, torch.Tensor):
+        return float(value.item()) if value.numel() == 1 else None
+    if isinstance(value, (bool, str)):
+        return None  # True == 1 and float("3") == 3.0 in Python, but neither is a numeric answer
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def run_on_zeros(module: nn.Module, input_shape: Sequence[int]) -> torch.Tensor:
+    """Run ``module`` on zeros in eval mode without gradients, restoring every submodule's mode afterwards."""
+    param = next(module.parameters(), None)
+    x = torch.zeros(tuple(input_shape), device=param.device if param is not None else "cpu")
+    modes = {m: m.training for m in module.modules()}
+    try:
+        module.eval()  # batch norm must not update its running statistics on this dummy input
+        with torch.no_grad():
+            return module(x)
+    finally:
+        for m, training in modes.items():
+            m.training = training
+
+
+def same(answer: Any, expected: Any) -> bool:
+    """Whether an answer equals the expected value: numbers and tensors with a small tolerance, sequences item by item."""
+    a, e = number(answer), number(expected)
+    if a is not None and e is not None:
+        return math.isclose(a, e, rel_tol=1e-6, abs_tol=1e-9)
+    if isinstance(answer, torch.Tensor) or isinstance(expected, torch.Tensor):
+        try:
+            a_t, e_t = torch.as_tensor(answer).double(), torch.as_tensor(expected).double()
+        except Exception:  # e.g. a string compared with a tensor
+            return False
+        return a_t.shape == e_t.shape and torch.allclose(a_t, e_t, rtol=1e-6, atol=1e-9)
+    if isinstance(answer, (list, tuple)) and isinstance(expected, (list, tuple)):
+        return len(answer) == len(expected) and all(map(same, answer, expected))
+    try:
+        return bool(answer == expected)
+    except Exception:  # objects whose comparison does not give a plain truth value
+        return False
