@@ -59,7 +59,8 @@ class History:
         return plot_history(self, title=title)
 
     def __repr__(self) -> str:
-        lines = [f"History({self.label or 'run'}: {self.epochs} epochs, {self.total_time:.1f} s"
+        epochs = f"{self.epochs} epoch" + ("" if self.epochs == 1 else "s")
+        lines = [f"History({self.label or 'run'}: {epochs}, {self.total_time:.1f} s"
                  + (", interrupted" if self.interrupted else "") + ")"]
         for i in range(self.epochs):
             val = f"  val_loss {self.val_loss[i]:.4f}  val_acc {self.val_acc[i]:.2%}" if self.val_acc else ""

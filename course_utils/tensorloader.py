@@ -107,6 +107,16 @@ class TensorLoader:
         self.generator = torch.Generator().manual_seed(seed)
         self.dataset = _NormalizedView(self)
 
+    def reseed(self, seed: int) -> None:
+        """Restart the shuffling and augmentation from ``seed``: the next passes repeat those of a new loader.
+
+        Use it to give two models exactly the same batches in the same order (a fair comparison).
+
+        Args:
+            seed: The seed, as in the constructor.
+        """
+        self.generator.manual_seed(seed)
+
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """Turn a uint8 batch into normalised float32: ``(x / 255 - mean) / std``."""
         return torch.addcmul(-self._shift, images.float(), self._scale)
