@@ -25,6 +25,8 @@ def sync(device: torch.device) -> None:
     """Wait for queued GPU work, so a timer measures the work and not just its launch."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
 
 
 def timed(fn: Callable[[], object], device: torch.device) -> tuple[float, object]:
