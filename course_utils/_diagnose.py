@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-__all__ = ["NonFiniteLossError", "raise_if_bad", "explain_shape_errors", "check_classes", "check_trainable"]
+__all__ = ["NonFiniteLossError", "raise_if_bad", "explain_shape_errors", "check_classes", "check_optimizer"]
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -65,7 +65,7 @@ def check_classes(outputs: torch.Tensor, labels: torch.Tensor) -> None:
         )
 
 
-def check_trainable(model: nn.Module, optimizer: torch.optim.Optimizer) -> int:
+def check_optimizer(model: nn.Module, optimizer: torch.optim.Optimizer) -> int:
     """Fail clearly when the optimizer has nothing to train or belongs to another model; return the count."""
     params = [p for group in optimizer.param_groups for p in group["params"]]
     trainable = sum(p.numel() for p in params if p.requires_grad)

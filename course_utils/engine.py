@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._diagnose import NonFiniteLossError, check_classes, check_trainable, explain_shape_errors, raise_if_bad
+from ._diagnose import NonFiniteLossError, check_classes, check_optimizer, explain_shape_errors, raise_if_bad
 from .checkpoint import save_checkpoint
 from .history import History, Predictions
 from .utils import bf16_supported
@@ -275,7 +275,7 @@ def fit(
         raise ValueError(f"epochs must be at least 1, got {epochs}")
     if keep_best and val_loader is None:
         raise ValueError("keep_best=True chooses the best epoch by validation accuracy: pass a val_loader")
-    trainable = check_trainable(model, optimizer)
+    trainable = check_optimizer(model, optimizer)
     device = _infer_device(model, device)
     model.to(device)
     if channels_last:
