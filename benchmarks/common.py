@@ -47,5 +47,4 @@ class SourceCNN(cu.SimpleCNN):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.pool(F.relu(self.conv1(x)))  # (batch, 32, 14, 14)
         x = self.pool(F.relu(self.conv2(x)))  # (batch, 64, 7, 7)
-        x = F.relu(self.fc1(torch.flatten(x, 1)))  # (batch, 128)
-        return self.fc2(x)  # (batch, 10)
+        return self.fc(torch.flatten(x, 1))  # (batch, 10)

@@ -43,12 +43,14 @@ def _check_input(model: nn.Module, x: torch.Tensor, channels: int, size: int) ->
 
 
 class SimpleCNN(nn.Module):
-    """The source's simple CNN: two conv+pool blocks, then two fully connected layers.
+    """The source's simple CNN: two conv+pool blocks and one fully connected layer (50,186 parameters).
 
-    ``(batch, 1, 28, 28) -> conv 3x3 (32) -> pool -> conv 3x3 (64) -> pool -> flatten -> 128 -> num_classes``,
-    with a ReLU after each hidden layer.
-    The flatten is ``torch.flatten(x, 1)`` and the first dense layer's size is computed from ``image_size``,
-    instead of the source's ``x.view(-1, 7*7*64)``, which silently folds a wrong shape into the batch.
+    ``(batch, 1, 28, 28) -> conv 3x3 (32) -> ReLU -> pool -> conv 3x3 (64) -> ReLU -> pool -> flatten
+    -> Linear(7*7*64, num_classes)``.
+    Two changes from the source, neither of which changes what it computes: the flatten is
+    ``torch.flatten(x, 1)`` with the linear layer's size computed from ``image_size``, instead of the source's
+    ``x.view(-1, 7*7*64)``, which silently folds a wrong shape into the batch; and ReLU runs after pooling
+    (the same numbers, see :meth:`forward`).
 
     Args:
         num_classes: Number of output scores.
@@ -64,8 +66,7 @@ class SimpleCNN(nn.Module):
         self.conv1 = nn.Conv2d(in_channels, 32, kernel_size=3, padding=1)
         self.conv2 = nn.Conv2d(32, 64, kernel_size=3, padding=1)
         self.pool = nn.MaxPool2d(2)
-        self.fc1 = nn.Linear(64 * (image_size // 4) ** 2, 128)
-        self.fc2 = nn.Linear(128, num_classes)
+        self.fc = nn.Linear(64 * (image_size // 4) ** 2, num_classes)  # Linear(7*7*64, 10) for MNIST
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_input(self, x, self.in_channels, self.image_size)
@@ -74,18 +75,20 @@ class SimpleCNN(nn.Module):
         x = F.relu(self.pool(self.conv1(x)))  # (batch, 32, 14, 14)
         x = F.relu(self.pool(self.conv2(x)))  # (batch, 64, 7, 7)
         x = torch.flatten(x, 1)  # (batch, 3136): keeps the batch dimension, whatever the rest is
-        x = F.relu(self.fc1(x))  # (batch, 128)
-        return self.fc2(x)  # (batch, num_classes)
+        return self.fc(x)  # (batch, num_classes)
 
 
 class ImprovedCNN(nn.Module):
-    """SimpleCNN with BatchNorm after each convolution and dropout before the classifier.
+    """The source's improved CNN: SimpleCNN with BatchNorm after each convolution and dropout on the
+    flattened features before the same single linear layer (50,378 parameters).
+
+    ``conv -> BatchNorm -> ReLU -> pool`` twice, then ``flatten -> Dropout(0.5) -> Linear(7*7*64, num_classes)``.
 
     Args:
         num_classes: Number of output scores.
         in_channels: Channels of the input images.
         image_size: Side of the square input images (must be divisible by 4).
-        dropout: Probability of zeroing each hidden unit during training (0 disables dropout).
+        dropout: Probability of zeroing each of the flattened features during training (0 disables dropout).
     """
 
     def __init__(self, num_classes: int = 10, in_channels: int = 1, image_size: int = 28, dropout: float = 0.5) -> None:
@@ -99,16 +102,14 @@ class ImprovedCNN(nn.Module):
         self.bn2 = nn.BatchNorm2d(64)
         self.pool = nn.MaxPool2d(2)
         self.dropout = nn.Dropout(dropout)
-        self.fc1 = nn.Linear(64 * (image_size // 4) ** 2, 128)
-        self.fc2 = nn.Linear(128, num_classes)
+        self.fc = nn.Linear(64 * (image_size // 4) ** 2, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_input(self, x, self.in_channels, self.image_size)
         x = F.relu(self.pool(self.bn1(self.conv1(x))))  # (batch, 32, 14, 14); ReLU after pooling, as in SimpleCNN
         x = F.relu(self.pool(self.bn2(self.conv2(x))))  # (batch, 64, 7, 7)
-        x = torch.flatten(x, 1)  # (batch, 3136)
-        x = self.dropout(F.relu(self.fc1(x)))  # (batch, 128); dropout acts only in train mode
-        return self.fc2(x)
+        x = self.dropout(torch.flatten(x, 1))  # (batch, 3136); dropout acts only in train mode
+        return self.fc(x)  # (batch, num_classes)
 
 
 def count_parameters(model: nn.Module, *, trainable_only: bool = False) -> int:

@@ -37,7 +37,7 @@ def test_other_architecture_is_explained_and_model_untouched(tmp_path):
         checkpoint.load_checkpoint(model, path)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     other = checkpoint.save_checkpoint(SimpleCNN(num_classes=3), tmp_path / "three.pt")
-    with pytest.raises(checkpoint.CheckpointError, match=r"fc2.weight: checkpoint \(3, 128\) vs model \(10, 128\)"):
+    with pytest.raises(checkpoint.CheckpointError, match=r"fc.weight: checkpoint \(3, 3136\) vs model \(10, 3136\)"):
         checkpoint.load_checkpoint(SimpleCNN(), other)
 
 

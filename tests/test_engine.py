@@ -71,7 +71,7 @@ def test_keep_best_restores_best_epoch_weights(digits):
     original = engine.evaluate
 
     def spy(m, loader, **kw):
-        snapshots.append(m.fc2.weight.detach().clone())
+        snapshots.append(m.fc.weight.detach().clone())
         return original(m, loader, **kw)
 
     engine.evaluate = spy
@@ -80,7 +80,7 @@ def test_keep_best_restores_best_epoch_weights(digits):
                              progress=False, verbose=False)
     finally:
         engine.evaluate = original
-    assert torch.equal(model.fc2.weight, snapshots[history.best_epoch - 1])
+    assert torch.equal(model.fc.weight, snapshots[history.best_epoch - 1])
 
 
 def test_keep_best_needs_validation(digits):
@@ -112,7 +112,7 @@ def test_wrong_size_in_plain_model_is_explained():
 def test_optimizer_without_trainable_parameters_is_explained():
     # The source's mistake: replace the head, then freeze everything (the new head included).
     model = SimpleCNN()
-    model.fc2 = nn.Linear(128, 2)
+    model.fc = nn.Linear(7 * 7 * 64, 2)
     for p in model.parameters():
         p.requires_grad = False
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)

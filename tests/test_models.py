@@ -15,9 +15,31 @@ from course_utils.engine import fit
 def test_cnn_shapes_and_parameter_count(cls):
     model = cls()
     assert model(torch.zeros(5, 1, 28, 28)).shape == (5, 10)
-    # conv1 320 + conv2 18,496 + fc1 401,536 + fc2 1,290 (+ BatchNorm 64 + 128 for ImprovedCNN)
-    expected = 421_642 + (192 if cls is models.ImprovedCNN else 0)
+    # The source's layers: conv1 320 + conv2 18,496 + fc 31,370 (+ BatchNorm 64 + 128 for ImprovedCNN)
+    expected = 50_186 + (192 if cls is models.ImprovedCNN else 0)
     assert models.count_parameters(model) == expected
+    layers = [type(m).__name__ for m in model.modules() if m is not model]
+    source = ["Conv2d", "Conv2d", "MaxPool2d", "Linear"]
+    if cls is models.ImprovedCNN:
+        source = ["Conv2d", "BatchNorm2d", "Conv2d", "BatchNorm2d", "MaxPool2d", "Dropout", "Linear"]
+    assert layers == source
+    assert (model.fc.in_features, model.fc.out_features) == (7 * 7 * 64, 10)
+
+
+def test_improved_cnn_drops_the_flattened_features():
+    # The source puts Dropout(0.5) on the 3,136 flattened features, right before the single Linear.
+    torch.manual_seed(0)
+    model = models.ImprovedCNN().train()
+    seen = []
+    model.fc.register_forward_hook(lambda m, inputs, out: seen.append(inputs[0]))
+    model(torch.randn(4, 1, 28, 28))
+    features = seen[0]  # (4, 3136): after ReLU, so without dropout about half would be zero, never ~3/4
+    assert features.shape == (4, 3136)
+    zero_fraction = (features == 0).float().mean().item()
+    model.dropout.p = 0.0
+    seen.clear()
+    model(torch.randn(4, 1, 28, 28))
+    assert zero_fraction > (seen[0] == 0).float().mean().item() + 0.2
 
 
 
@@ -25,7 +47,7 @@ def _source_forward(model: models.SimpleCNN, x: torch.Tensor) -> torch.Tensor:
     """The source's order: ReLU before pooling."""
     x = model.pool(F.relu(model.conv1(x)))
     x = model.pool(F.relu(model.conv2(x)))
-    return model.fc2(F.relu(model.fc1(torch.flatten(x, 1))))
+    return model.fc(torch.flatten(x, 1))
 
 
 def test_simple_cnn_computes_the_sources_function():
