@@ -13,7 +13,7 @@ from torchvision import datasets, transforms
 
 from . import config
 from ._download import DownloadError, download_file, gunzip
-from .synthetic import rendered_digits
+from .synthetic import write_idx_dataset
 from .tensorloader import TensorLoader
 
 __all__ = [
@@ -53,6 +53,8 @@ class DataBundle:
         mean: Per-channel mean used for normalisation (to un-normalise for plots).
         std: Per-channel standard deviation used for normalisation.
         source: Where the data came from, in words.
+        root: The folder that holds the files (for MNIST-like sets: the ``root`` torchvision's dataset
+            classes take); in smoke mode without the real data, the folder of the synthetic stand-in.
     """
 
     train: Any
@@ -62,6 +64,7 @@ class DataBundle:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     source: str
+    root: Path | None = None
 
     def __repr__(self) -> str:
         def size(loader: Any) -> str:
@@ -166,29 +169,30 @@ def _idx_dataset(
         test_subset = min(test_subset or SMOKE_TEST, SMOKE_TEST)
     try:
         _ensure_idx(cls, root, download)
-        (x_train, y_train), (x_test, y_test) = _load_idx(cls, root, True), _load_idx(cls, root, False)
-        source = f"{cls.__name__} from {root / cls.__name__ / 'raw'}"
-        classes = list(cls.classes)
-    except DatasetNotFoundError:
+        source, classes = f"{cls.__name__} from {root / cls.__name__ / 'raw'}", list(cls.classes)
+    except DatasetNotFoundError as exc:
         if not config.SMOKE:
             raise
+        # Smoke mode on a machine without the data: rendered digits written as idx files in torchvision's layout,
+        # so every path that reads the files (torchvision's own dataset classes too) runs unchanged.
+        root = config.cache_dir() / "synthetic-data"
+        write_idx_dataset(root / cls.__name__ / "raw", SMOKE_TRAIN, SMOKE_TEST)
+        reason = str(exc).splitlines()[0]
         warnings.warn(
-            f"SMOKE MODE: {cls.__name__} is not available, so SYNTHETIC rendered digits stand in for it. "
+            f"SMOKE MODE: {reason} SYNTHETIC rendered digits stand in for it (written to {root}). "
             "Numbers from this run say nothing about the real dataset.",
             stacklevel=3,
         )
-        print(f"!!! SMOKE MODE: using synthetic rendered digits instead of {cls.__name__} !!!")
-        (x_train, y_train), (x_test, y_test) = rendered_digits(subset, seed=seed), rendered_digits(test_subset, seed=seed + 1)
-        source, classes = "synthetic rendered digits (smoke mode)", [str(i) for i in range(10)]
+        print(f"!!! SMOKE MODE: {cls.__name__} is missing; SYNTHETIC rendered digits stand in for it, "
+              f"in {root / cls.__name__ / 'raw'} !!!")
+        source, classes = f"SYNTHETIC rendered digits standing in for {cls.__name__} (smoke mode)", [str(i) for i in range(10)]
+    (x_train, y_train), (x_test, y_test) = _load_idx(cls, root, True), _load_idx(cls, root, False)
 
     train_idx, val_idx = _split(len(x_train), val_fraction, subset, seed)
     test_idx = torch.arange(len(x_test) if test_subset is None else min(test_subset, len(x_test)))
     use_fast = transform is None if fast is None else fast
     if use_fast and transform is not None:
         raise ValueError("fast=True keeps data as tensors and cannot apply a per-sample transform; pass fast=False")
-    if not use_fast and source.startswith("synthetic"):
-        use_fast = True  # the synthetic stand-in exists only as tensors
-
     if use_fast:
         device = torch.device(device) if device is not None else _default_device()
 
@@ -200,7 +204,7 @@ def _idx_dataset(
             train=fast_loader(x_train[train_idx], y_train[train_idx], True),
             val=fast_loader(x_train[val_idx], y_train[val_idx], False) if len(val_idx) else None,
             test=fast_loader(x_test[test_idx], y_test[test_idx], False),
-            classes=classes, mean=mean, std=std, source=source + f" (in-memory tensors on {device})",
+            classes=classes, mean=mean, std=std, source=source + f" (in-memory tensors on {device})", root=root,
         )
 
     # The classic path: a torchvision dataset with per-sample PIL transforms, batched by a DataLoader.
@@ -219,6 +223,7 @@ def _idx_dataset(
         val=torch_loader(True, eval_tf, val_idx, False) if len(val_idx) else None,
         test=torch_loader(False, eval_tf, test_idx, False),
         classes=classes, mean=mean, std=std, source=source + " (torchvision DataLoader, per-sample transforms)",
+        root=root,
     )
 
 

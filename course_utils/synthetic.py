@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import struct
+import tempfile
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 
-__all__ = ["rendered_digits", "random_images"]
+__all__ = ["rendered_digits", "random_images", "write_idx_dataset"]
 
 # A 5x7 bitmap font for the digits 0-9 ("#" = ink).
 _GLYPHS = [
@@ -77,3 +82,42 @@ def random_images(n: int, *, channels: int = 3, size: int = 64, num_classes: int
     noise = torch.rand(n, channels, size, size, generator=gen)
     images = 0.6 * base.view(n, 1, 1, 1) + 0.4 * noise
     return (images * 255).round().to(torch.uint8), labels
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        with open(fd, "wb") as out:
+            out.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_idx_dataset(raw: Path, n_train: int, n_test: int, *, seed: int = 0) -> Path:
+    """Write rendered digits as the four idx files of torchvision's MNIST layout into the folder ``raw``.
+
+    Every code path that reads MNIST files (``torchvision.datasets.MNIST`` included) then works on them, so a
+    notebook runs unchanged in smoke mode on a machine without the real data. Files that already exist with
+    the requested number of images are kept; each file is written atomically.
+
+    Args:
+        raw: The ``<root>/<Name>/raw`` folder to write into (created if missing).
+        n_train: Training images.
+        n_test: Test images.
+        seed: Seed for the rendering (the test images use ``seed + 1``).
+
+    Returns:
+        The folder ``raw``.
+    """
+    raw.mkdir(parents=True, exist_ok=True)
+    for prefix, n, offset in (("train", n_train, 0), ("t10k", n_test, 1)):
+        images_file, labels_file = raw / f"{prefix}-images-idx3-ubyte", raw / f"{prefix}-labels-idx1-ubyte"
+        if labels_file.is_file() and labels_file.stat().st_size == 8 + n and images_file.is_file():
+            continue
+        images, labels = rendered_digits(n, seed=seed + offset)  # (n, 28, 28) uint8, (n,)
+        # idx format: a big-endian magic number (0x0803: unsigned bytes, 3 dimensions), the sizes, the bytes.
+        _write_atomic(images_file, struct.pack(">IIII", 0x0803, n, 28, 28) + images.numpy().tobytes())
+        _write_atomic(labels_file, struct.pack(">II", 0x0801, n) + labels.to(torch.uint8).numpy().tobytes())
+    return raw

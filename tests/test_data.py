@@ -27,15 +27,33 @@ def test_download_false_says_so(tmp_data):
         data.fashion_mnist(data_dir=tmp_data, download=False)
 
 
-def test_smoke_mode_falls_back_to_synthetic_digits_loudly(tmp_data, no_network, monkeypatch, capsys):
+@pytest.mark.parametrize("fast", [True, False])
+def test_smoke_mode_falls_back_to_synthetic_digits_loudly(tmp_data, tmp_path, no_network, monkeypatch, capsys, fast):
     monkeypatch.setattr(config, "SMOKE", True)
+    monkeypatch.setenv("COURSE_CACHE_DIR", str(tmp_path / "cache"))
     with pytest.warns(UserWarning, match="SYNTHETIC"):
-        bundle = data.mnist(data_dir=tmp_data, device="cpu")
+        bundle = data.mnist(data_dir=tmp_data, device="cpu", fast=fast)
     assert "SMOKE MODE" in capsys.readouterr().out
-    assert bundle.source.startswith("synthetic")
+    assert bundle.source.startswith("SYNTHETIC")
+    assert bundle.root == tmp_path / "cache" / "synthetic-data"
+    assert list(tmp_data.rglob("*-ubyte")) == []  # nothing written into the learner's (empty) data folder
     assert len(bundle.train.dataset) + len(bundle.val.dataset) == data.SMOKE_TRAIN
     images, labels = next(iter(bundle.train))
     assert images.shape == (64, 1, 28, 28) and labels.max() <= 9
+    # torchvision's own class reads the stand-in files, as notebook 02 does with bundle.root
+    classic = data.datasets.MNIST(root=bundle.root, train=False, download=False)
+    assert len(classic) == data.SMOKE_TEST and classic[0][0].size == (28, 28)
+
+
+def test_synthetic_idx_files_are_reused(tmp_path):
+    from course_utils.synthetic import write_idx_dataset
+
+    raw = write_idx_dataset(tmp_path / "MNIST" / "raw", 100, 50)
+    first = {f.name: f.stat().st_mtime_ns for f in raw.iterdir()}
+    assert sorted(first) == sorted(name.removesuffix(".gz") for name, _ in data.datasets.MNIST.resources)
+    write_idx_dataset(raw, 100, 50)
+    assert {f.name: f.stat().st_mtime_ns for f in raw.iterdir()} == first
+    assert len(data.datasets.MNIST(root=tmp_path, train=True)) == 100
 
 
 def test_outside_smoke_mode_there_is_no_synthetic_fallback(tmp_data, no_network):
