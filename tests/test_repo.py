@@ -86,6 +86,11 @@ def test_ci_runs_the_readme_test_command():
     assert f"{command}     #" in readme or f"\n{command}\n" in readme
     ci_lines = [ln.strip() for ln in (ROOT / ".ci" / "run").read_text().splitlines()]
     assert ci_lines[-1] == command or command in ci_lines
+    # ...and once more over the notebooks as a newcomer's machine sees them: no data, no network.
+    ci = (ROOT / ".ci" / "run").read_text()
+    newcomer = ci.split(command, 2)[1]
+    assert 'COURSE_DATA_DIR="$newcomer/data"' in newcomer and "https_proxy=http://127.0.0.1:9" in newcomer
+    assert f"{command} notebooks" in ci
 
 
 def test_badges_and_colab_cells_are_current():
