@@ -9,6 +9,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from .utils import eval_mode
+
 __all__ = ["passed", "failed", "raised", "unanswered", "number", "same", "run_on_zeros"]
 
 
@@ -58,14 +60,8 @@ def run_on_zeros(module: nn.Module, input_shape: Sequence[int]) -> torch.Tensor:
     """Run ``module`` on zeros in eval mode without gradients, restoring every submodule's mode afterwards."""
     param = next(module.parameters(), None)
     x = torch.zeros(tuple(input_shape), device=param.device if param is not None else "cpu")
-    modes = {m: m.training for m in module.modules()}
-    try:
-        module.eval()  # batch norm must not update its running statistics on this dummy input
-        with torch.no_grad():
-            return module(x)
-    finally:
-        for m, training in modes.items():
-            m.training = training
+    with eval_mode(module), torch.no_grad():  # batch norm must not update its running statistics on zeros
+        return module(x)
 
 
 def same(answer: Any, expected: Any) -> bool:

@@ -6,16 +6,21 @@ import contextlib
 import math
 import time
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from ._diagnose import NonFiniteLossError, check_classes, check_optimizer, explain_shape_errors, raise_if_bad
-from .checkpoint import save_checkpoint
+from ._diagnose import (
+    NonFiniteLossError,
+    check_images,
+    check_labels,
+    check_optimizer,
+    explain_model_errors,
+    non_finite_loss,
+)
 from .history import History, Predictions
-from .utils import bf16_supported
+from .utils import bf16_supported, eval_mode, kept_modes
 
 __all__ = ["History", "Predictions", "NonFiniteLossError", "train_one_epoch", "evaluate", "predict", "fit"]
 
@@ -47,16 +52,23 @@ def _forward(
     *,
     first: bool,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Move a batch to the device and run the model on it; explain shape and class-count mistakes."""
+    """Move a batch to the device and run the model on it; explain a beginner's mistakes in plain words."""
     images = images.to(device, non_blocking=True)
     labels = labels.to(device, non_blocking=True)
+    check_images(images)
     if channels_last:
         images = images.contiguous(memory_format=torch.channels_last)
-    with explain_shape_errors(model, images), _autocast(device, precision):
+    with explain_model_errors(model, images), _autocast(device, precision):
         outputs = model(images)  # (batch, num_classes)
     if first:  # one check per pass: it reads labels.max(), a host sync
-        check_classes(outputs, labels)
+        check_labels(outputs, labels)
     return outputs, labels
+
+
+def _hits(outputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Correct predictions in a batch; labels are class indices, or class probabilities (batch, classes)."""
+    targets = labels.argmax(dim=1) if labels.ndim == 2 else labels
+    return (outputs.argmax(dim=1) == targets).sum()
 
 
 def _infer_device(model: nn.Module, device: torch.device | str | None) -> torch.device:
@@ -107,11 +119,14 @@ def train_one_epoch(
     # Sums stay on the device: reading them (a host sync) only every few steps keeps a GPU busy.
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
-    first_bad = torch.full((), -1, device=device, dtype=torch.long)  # first step with a non-finite loss
     n = 0
-    for step, (images, labels) in enumerate(loader):
-        outputs, labels = _forward(model, images, labels, device, precision, channels_last, first=step == 0)
+    for step, (images, labels) in enumerate(loader, 1):
+        outputs, labels = _forward(model, images, labels, device, precision, channels_last, first=step == 1)
         loss = loss_fn(outputs.float(), labels)
+        # Checked at every step, before the update: a NaN never reaches the weights. On a CPU the check costs
+        # nothing measurable (benchmarks/README.md); on a GPU it waits for the step to finish.
+        if not torch.isfinite(loss):
+            raise non_finite_loss(epoch, step)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -120,18 +135,13 @@ def train_one_epoch(
 
         batch = labels.shape[0]
         n += batch
-        loss = loss.detach().float()
-        loss_sum += loss * batch
-        correct += (outputs.argmax(dim=1) == labels).sum()
-        first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss), step, first_bad)
-        if step % 50 == 49 or step == 0:
-            raise_if_bad(first_bad, epoch)
-            if progress is not None:
+        loss_sum += loss.detach() * batch
+        correct += _hits(outputs, labels)
+        if progress is not None:
+            if step % 50 == 0 or step == 1:
                 progress.set_postfix(loss=f"{loss_sum.item() / n:.4f}", acc=f"{correct.item() / n:.2%}",
                                      refresh=False)
-        if progress is not None:
             progress.update(1)
-    raise_if_bad(first_bad, epoch)
     if n == 0:
         raise ValueError("the training loader yielded no batches; is the dataset empty?")
     return {"loss": loss_sum.item() / n, "acc": correct.item() / n, "n": n}
@@ -161,20 +171,16 @@ def evaluate(
         ``{"loss": mean loss or nan, "acc": accuracy, "n": number of images}``, weighted by sample count.
     """
     device = _infer_device(model, device)
-    was_training = model.training
-    model.eval()
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
     n = 0
-    try:
+    with eval_mode(model):  # every submodule gets its own mode back afterwards
         for step, (images, labels) in enumerate(loader):
             outputs, labels = _forward(model, images, labels, device, precision, channels_last, first=step == 0)
             if loss_fn is not None:
                 loss_sum += loss_fn(outputs.float(), labels) * labels.shape[0]
-            correct += (outputs.argmax(dim=1) == labels).sum()
+            correct += _hits(outputs, labels)
             n += labels.shape[0]
-    finally:
-        model.train(was_training)
     if n == 0:
         raise ValueError("the loader yielded no batches; is the dataset empty?")
     return {"loss": loss_sum.item() / n if loss_fn is not None else math.nan, "acc": correct.item() / n, "n": n}
@@ -193,29 +199,52 @@ def predict(model: nn.Module, data: Iterable | torch.Tensor, *, device: torch.de
         ``Predictions(preds, labels, probs)`` on the CPU; ``labels`` is None for a plain tensor.
     """
     device = _infer_device(model, device)
-    was_training = model.training
-    model.eval()
     batches = [(data, None)] if isinstance(data, torch.Tensor) else data
     preds, labels, probs = [], [], []
-    try:
+    with eval_mode(model):
         for images, batch_labels in batches:
             images = images.to(device)
-            with explain_shape_errors(model, images):
+            check_images(images)
+            with explain_model_errors(model, images):
                 p = model(images).float().softmax(dim=1)  # (batch, num_classes)
             probs.append(p.cpu())
             preds.append(p.argmax(dim=1).cpu())
             if batch_labels is not None:
                 labels.append(batch_labels.cpu())
-    finally:
-        model.train(was_training)
     return Predictions(torch.cat(preds), torch.cat(labels) if labels else None, torch.cat(probs))
 
 
 # ---------------------------------------------------------------------------------------------------------
 # fit: the whole training run
 # ---------------------------------------------------------------------------------------------------------
-def _per_batch(scheduler: Any) -> bool:
-    return isinstance(scheduler, (torch.optim.lr_scheduler.OneCycleLR, torch.optim.lr_scheduler.CyclicLR))
+_PER_BATCH = (torch.optim.lr_scheduler.OneCycleLR, torch.optim.lr_scheduler.CyclicLR)
+_PLATEAU = torch.optim.lr_scheduler.ReduceLROnPlateau
+
+
+def _scheduler_step(scheduler: Any, scheduler_step: str | None) -> str | None:
+    """When the scheduler steps: 'batch' or 'epoch'; asks the caller wherever the type does not settle it."""
+    if scheduler is None:
+        return None
+    name = type(scheduler).__name__
+    if scheduler_step is None:
+        if isinstance(scheduler, _PER_BATCH):
+            return "batch"  # their total_steps / step_size count batches
+        if isinstance(scheduler, _PLATEAU):
+            return "epoch"  # it needs the validation loss
+        raise ValueError(
+            f"say when {name} should step: fit(..., scheduler_step='batch') steps it after every batch (e.g. a "
+            "warm-up or a schedule over all training steps), scheduler_step='epoch' after every epoch (e.g. "
+            "StepLR(optimizer, step_size=10) counting epochs)."
+        )
+    if scheduler_step not in {"batch", "epoch"}:
+        raise ValueError(f"scheduler_step must be 'batch' or 'epoch', got {scheduler_step!r}")
+    if scheduler_step == "batch" and isinstance(scheduler, _PLATEAU):
+        raise ValueError("ReduceLROnPlateau steps on the validation loss once per epoch: use scheduler_step='epoch'")
+    return scheduler_step
+
+
+def _snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
 
 def fit(
@@ -228,8 +257,8 @@ def fit(
     loss_fn: nn.Module,
     device: torch.device | str | None = None,
     scheduler: Any = None,
+    scheduler_step: str | None = None,
     keep_best: bool = False,
-    checkpoint_path: str | Path | None = None,
     precision: str = "fp32",
     channels_last: bool = False,
     progress: bool = True,
@@ -238,9 +267,10 @@ def fit(
 ) -> History:
     """Train ``model`` for ``epochs`` passes over ``train_loader``, evaluating on ``val_loader`` after each.
 
-    It never re-initialises weights (so pretrained weights survive), restores train/eval mode itself,
-    weights metrics by sample count and says what it does. Ctrl-C stops training cleanly and returns the
-    history so far.
+    It never re-initialises weights (so pretrained weights survive), gives every submodule its own
+    train/eval mode back at the end, weights metrics by sample count and says what it does. An epoch's
+    numbers are recorded together, once the epoch is over: Ctrl-C at any point returns the history of the
+    completed epochs (with the best weights, if ``keep_best``).
 
     Args:
         model: The network (moved to ``device`` if given).
@@ -250,12 +280,12 @@ def fit(
         optimizer: Built by the caller from the model's trainable parameters.
         loss_fn: E.g. ``nn.CrossEntropyLoss()``.
         device: Where to train; default: where the model's parameters are.
-        scheduler: A learning-rate scheduler. ``OneCycleLR``/``CyclicLR`` step every batch,
-            ``ReduceLROnPlateau`` steps on the validation loss, others step every epoch.
+        scheduler: A learning-rate scheduler, or None.
+        scheduler_step: ``"batch"`` (after every batch) or ``"epoch"`` (after every epoch). Needed for any
+            scheduler but ``OneCycleLR``/``CyclicLR`` (always per batch) and ``ReduceLROnPlateau`` (per epoch,
+            on the validation loss, or the training loss without validation).
         keep_best: Keep the weights of the epoch with the best validation accuracy and load them at the end
             (also after Ctrl-C or a non-finite loss). Needs ``val_loader``.
-        checkpoint_path: Save a checkpoint here (atomically) whenever the model improves (every epoch
-            without validation).
         precision: ``"fp32"`` (default), ``"bf16"`` autocast, or ``"auto"`` (bf16 where natively fast).
         channels_last: Use channels-last memory layout for model and images (faster convs on some hardware).
         progress: Show a progress bar per epoch.
@@ -266,8 +296,10 @@ def fit(
         The History of per-epoch metrics.
 
     Raises:
-        ValueError: The optimizer has nothing to train, or the data does not fit the model.
-        NonFiniteLossError: The loss became NaN/inf; ``exc.history`` holds the history so far.
+        ValueError: The optimizer has nothing to train, the data does not fit the model, or the scheduler's
+            stepping is not said.
+        NonFiniteLossError: The loss became NaN/inf. Training stops before that step's update; the model
+            keeps finite weights (the best ones with ``keep_best``); ``exc.history`` holds the history so far.
     """
     from tqdm.auto import tqdm
 
@@ -275,6 +307,7 @@ def fit(
         raise ValueError(f"epochs must be at least 1, got {epochs}")
     if keep_best and val_loader is None:
         raise ValueError("keep_best=True chooses the best epoch by validation accuracy: pass a val_loader")
+    step_every = _scheduler_step(scheduler, scheduler_step)
     trainable = check_optimizer(model, optimizer)
     device = _infer_device(model, device)
     model.to(device)
@@ -282,58 +315,51 @@ def fit(
         model.to(memory_format=torch.channels_last)
     precision = _resolve_precision(precision, device)
     history = History(label=label, precision=precision)
-    was_training = model.training
-    best_acc, best_state = -1.0, None
+    best_state = None
     if verbose:
+        stepping = f"; {type(scheduler).__name__} steps after every {step_every}" if scheduler is not None else ""
         print(f"Training {type(model).__name__} ({trainable:,} trainable parameters) on {device} for {epochs} "
-              f"epoch(s), precision {precision}{', channels_last' if channels_last else ''}.")
-    try:
-        for epoch in range(1, epochs + 1):
-            start = time.perf_counter()
-            total = len(train_loader) if hasattr(train_loader, "__len__") else None
-            with tqdm(total=total, desc=f"epoch {epoch}/{epochs}", leave=False, disable=not progress) as bar:
-                train = train_one_epoch(
-                    model, train_loader, optimizer=optimizer, loss_fn=loss_fn, device=device,
-                    scheduler=scheduler if _per_batch(scheduler) else None, precision=precision,
-                    channels_last=channels_last, progress=bar, epoch=epoch,
-                )
-            history.train_loss.append(train["loss"])
-            history.train_acc.append(train["acc"])
-            if val_loader is not None:
-                val = evaluate(model, val_loader, loss_fn=loss_fn, device=device, precision=precision,
-                               channels_last=channels_last)
-                history.val_loss.append(val["loss"])
-                history.val_acc.append(val["acc"])
-            if scheduler is not None and not _per_batch(scheduler):
-                if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-                    scheduler.step(history.val_loss[-1] if history.val_loss else train["loss"])
-                else:
-                    scheduler.step()
-            history.lr.append(optimizer.param_groups[0]["lr"])
-            history.epoch_time.append(time.perf_counter() - start)
-
-            improved = val_loader is None or history.val_acc[-1] > best_acc
-            if val_loader is not None and improved:
-                best_acc, history.best_epoch = history.val_acc[-1], epoch
-                if keep_best:
-                    best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-            if checkpoint_path is not None and improved:
-                save_checkpoint(model, checkpoint_path, optimizer=optimizer, history=history)
+              f"epoch(s), precision {precision}{', channels_last' if channels_last else ''}{stepping}.")
+    with kept_modes(model):
+        last_good = None if keep_best else _snapshot(model)  # finite weights to fall back on after a NaN
+        try:
+            for epoch in range(1, epochs + 1):
+                start = time.perf_counter()
+                total = len(train_loader) if hasattr(train_loader, "__len__") else None
+                with tqdm(total=total, desc=f"epoch {epoch}/{epochs}", leave=False, disable=not progress) as bar:
+                    train = train_one_epoch(
+                        model, train_loader, optimizer=optimizer, loss_fn=loss_fn, device=device,
+                        scheduler=scheduler if step_every == "batch" else None, precision=precision,
+                        channels_last=channels_last, progress=bar, epoch=epoch,
+                    )
+                val = None
+                if val_loader is not None:
+                    val = evaluate(model, val_loader, loss_fn=loss_fn, device=device, precision=precision,
+                                   channels_last=channels_last)
+                if step_every == "epoch":
+                    scheduler.step(*([(val or train)["loss"]] if isinstance(scheduler, _PLATEAU) else []))
+                # Every number of this epoch is recorded at once, so an interrupted epoch leaves no trace.
+                history.record(train, val, lr=optimizer.param_groups[0]["lr"], seconds=time.perf_counter() - start)
+                if keep_best and history.best_epoch == epoch:
+                    best_state = _snapshot(model)
+                elif not keep_best:
+                    last_good = _snapshot(model)
+                if verbose:
+                    print(f"epoch {epoch}/{epochs}: {history.epoch_line(epoch - 1)}")
+        except KeyboardInterrupt:
+            history.interrupted = True
             if verbose:
-                val_text = f", val_loss {history.val_loss[-1]:.4f}, val_acc {history.val_acc[-1]:.2%}" if val_loader else ""
-                print(f"epoch {epoch}/{epochs}: train_loss {train['loss']:.4f}, train_acc {train['acc']:.2%}"
-                      f"{val_text} ({history.epoch_time[-1]:.1f} s)")
-    except KeyboardInterrupt:
-        history.interrupted = True
-        if verbose:
-            print(f"Interrupted during epoch {history.epochs + 1}: returning the history of {history.epochs} "
-                  "completed epoch(s).")
-    except NonFiniteLossError as exc:
-        _restore_best(model, best_state, history, verbose)
-        exc.history = history  # type: ignore[attr-defined]
-        raise
-    finally:
-        model.train(was_training)
+                print(f"Interrupted during epoch {history.epochs + 1}: returning the history of {history.epochs} "
+                      "completed epoch(s).")
+        except NonFiniteLossError as exc:
+            exc.history = history  # type: ignore[attr-defined]
+            if best_state is None and not all(torch.isfinite(v).all() for v in model.state_dict().values()
+                                              if v.is_floating_point()):
+                model.load_state_dict(last_good)
+                print(f"The weights had become non-finite: restored those after epoch {history.epochs} "
+                      f"({'the initial weights' if history.epochs == 0 else 'the last completed epoch'}).")
+            _restore_best(model, best_state, history, verbose)
+            raise
     _restore_best(model, best_state, history, verbose)
     return history
 

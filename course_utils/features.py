@@ -9,6 +9,7 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from .plotting import _grid
+from .utils import eval_mode
 
 __all__ = ["show_filters", "show_feature_maps"]
 
@@ -82,17 +83,12 @@ def show_feature_maps(model: nn.Module, layer: nn.Module, image: torch.Tensor, *
     def hook(module: nn.Module, inputs: Any, output: Any) -> None:
         captured.append(output[0] if isinstance(output, (tuple, list)) else output)
 
-    # Remember every submodule's mode (some may be frozen in eval on purpose) to restore it exactly.
-    modes = {m: m.training for m in model.modules()}
     handle = layer.register_forward_hook(hook)
     try:
-        model.eval()
-        with torch.no_grad():
+        with eval_mode(model), torch.no_grad():  # every submodule's own mode comes back afterwards
             model(x)
     finally:
         handle.remove()
-        for m, training in modes.items():
-            m.training = training
     if not captured:
         raise RuntimeError(f"layer {layer_name or type(layer).__name__} was not used in model's forward pass")
     out = captured[0].detach().float().cpu()  # the first call, if the layer is used more than once

@@ -21,7 +21,6 @@ class History:
         val_acc: Validation accuracy of each epoch (empty without a validation loader).
         epoch_time: Wall-clock seconds of each epoch (training and validation).
         lr: Learning rate at the end of each epoch.
-        best_epoch: 1-based epoch with the best validation accuracy (None without validation).
         interrupted: True when training was stopped early with Ctrl-C.
         precision: The precision training used (``"fp32"`` or ``"bf16"``; ``"auto"`` resolved).
         label: A name for plots and tables.
@@ -33,7 +32,6 @@ class History:
     val_acc: list[float] = field(default_factory=list)
     epoch_time: list[float] = field(default_factory=list)
     lr: list[float] = field(default_factory=list)
-    best_epoch: int | None = None
     interrupted: bool = False
     precision: str = "fp32"
     label: str = ""
@@ -44,13 +42,37 @@ class History:
         return len(self.train_loss)
 
     @property
+    def best_epoch(self) -> int | None:
+        """1-based epoch with the best validation accuracy (the first of ties); None without validation."""
+        if not self.val_acc:
+            return None
+        return max(range(len(self.val_acc)), key=self.val_acc.__getitem__) + 1
+
+    def record(self, train: dict[str, float], val: dict[str, float] | None, *, lr: float, seconds: float) -> None:
+        """Append one completed epoch's numbers (``train``/``val`` as returned by train_one_epoch/evaluate)."""
+        self.train_loss.append(train["loss"])
+        self.train_acc.append(train["acc"])
+        if val is not None:
+            self.val_loss.append(val["loss"])
+            self.val_acc.append(val["acc"])
+        self.lr.append(lr)
+        self.epoch_time.append(seconds)
+
+    def epoch_line(self, i: int) -> str:
+        """One line of metrics for epoch index ``i`` (0-based)."""
+        val = f"  val_loss {self.val_loss[i]:.4f}  val_acc {self.val_acc[i]:.2%}" if i < len(self.val_acc) else ""
+        seconds = f"  ({self.epoch_time[i]:.1f} s)" if i < len(self.epoch_time) else ""
+        return f"train_loss {self.train_loss[i]:.4f}  train_acc {self.train_acc[i]:.2%}{val}{seconds}"
+
+    @property
     def total_time(self) -> float:
         """Seconds spent in all epochs together."""
         return sum(self.epoch_time)
 
     def to_dict(self) -> dict[str, Any]:
-        """The metrics as plain lists (safe to store in a checkpoint)."""
-        return {k: (list(v) if isinstance(v, list) else v) for k, v in self.__dict__.items()}
+        """The metrics as plain lists (safe to store in a checkpoint), with ``best_epoch``."""
+        stored = {k: (list(v) if isinstance(v, list) else v) for k, v in self.__dict__.items()}
+        return stored | {"best_epoch": self.best_epoch}
 
     def plot(self, title: str | None = None):
         """Plot loss and accuracy curves; see :func:`course_utils.plotting.plot_history`."""
@@ -62,10 +84,7 @@ class History:
         epochs = f"{self.epochs} epoch" + ("" if self.epochs == 1 else "s")
         lines = [f"History({self.label or 'run'}: {epochs}, {self.total_time:.1f} s"
                  + (", interrupted" if self.interrupted else "") + ")"]
-        for i in range(self.epochs):
-            val = f"  val_loss {self.val_loss[i]:.4f}  val_acc {self.val_acc[i]:.2%}" if self.val_acc else ""
-            lines.append(f"  epoch {i + 1}: train_loss {self.train_loss[i]:.4f}  train_acc {self.train_acc[i]:.2%}"
-                         f"{val}  ({self.epoch_time[i]:.1f} s)")
+        lines += [f"  epoch {i + 1}: {self.epoch_line(i)}" for i in range(self.epochs)]
         return "\n".join(lines)
 
 

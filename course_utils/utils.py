@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import platform
 import random
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 from . import config
 
@@ -21,8 +24,42 @@ __all__ = [
     "tune_cpu_allocator",
     "page_faults",
     "environment_report",
-    "dataset_status",
 ]
+
+
+@contextlib.contextmanager
+def kept_modes(model: nn.Module) -> Iterator[nn.Module]:
+    """Give the model and every submodule back its own train/eval mode when the ``with`` block ends.
+
+    ``model.train(was_training)`` would not do: it sets every submodule alike, so a backbone the learner had
+    put in eval mode on purpose would come back in train mode.
+
+    Args:
+        model: Any module.
+
+    Yields:
+        The same module.
+    """
+    modes = [(m, m.training) for m in model.modules()]
+    try:
+        yield model
+    finally:
+        for module, training in modes:
+            module.training = training
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Put ``model`` in eval mode for the ``with`` block; afterwards every submodule has its own mode again.
+
+    Args:
+        model: Any module.
+
+    Yields:
+        The same module, in eval mode.
+    """
+    with kept_modes(model):
+        yield model.eval()
 
 
 def set_seed(seed: int = 0) -> None:

@@ -162,21 +162,6 @@ def test_ctrl_c_returns_history_with_best_weights(digits):
     assert engine.evaluate(model, test)["acc"] == pytest.approx(best)
 
 
-def test_checkpoint_written_during_fit(digits, tmp_path):
-    from course_utils.checkpoint import load_checkpoint
-
-    train, test = digits
-    model, optimizer, loss_fn = _setup()
-    path = tmp_path / "ckpt" / "best.pt"
-    history = engine.fit(model, train, test, epochs=2, optimizer=optimizer, loss_fn=loss_fn,
-                         checkpoint_path=path, progress=False, verbose=False)
-    fresh = SimpleCNN()
-    meta = load_checkpoint(fresh, path)
-    assert meta["model_class"] == "SimpleCNN"
-    assert meta["history"]["best_epoch"] == history.best_epoch
-    assert list(path.parent.iterdir()) == [path]  # no temporary files left behind
-
-
 def test_predict_on_loader_and_tensor(digits):
     _, test = digits
     model = SimpleCNN().train()
@@ -221,3 +206,172 @@ def test_simple_cnn_reaches_98_5_percent_on_real_mnist(monkeypatch):
     model, optimizer, loss_fn = _setup()
     engine.fit(model, bundle.train, epochs=2, optimizer=optimizer, loss_fn=loss_fn, progress=False)
     assert engine.evaluate(model, bundle.test)["acc"] >= 0.985
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Bookkeeping, schedulers, non-finite losses and modes
+# ---------------------------------------------------------------------------------------------------------
+def _interrupting(real, after_calls: int):
+    """Wrap ``real`` so that its call number ``after_calls`` raises KeyboardInterrupt (as Ctrl-C would)."""
+    calls = {"n": 0}
+
+    def wrapper(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == after_calls:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    return wrapper
+
+
+@pytest.mark.parametrize("where", ["validation", "scheduler", "training batch"])
+def test_ctrl_c_anywhere_leaves_a_consistent_history(digits, monkeypatch, where):
+    train, test = digits
+    model, optimizer, loss_fn = _setup()
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5)
+    if where == "validation":  # the 2nd epoch's validation: its training numbers must not be recorded
+        monkeypatch.setattr(engine, "evaluate", _interrupting(engine.evaluate, 2))
+    elif where == "scheduler":
+        monkeypatch.setattr(scheduler, "step", _interrupting(scheduler.step, 2))
+    else:  # the 5th batch of epoch 2
+        loss_fn = _interrupting(loss_fn, len(train) + 5)
+    history = engine.fit(model, train, test, epochs=4, optimizer=optimizer, loss_fn=loss_fn, scheduler=scheduler,
+                         scheduler_step="epoch", keep_best=True, progress=False, verbose=False)
+    assert history.interrupted and history.epochs == 1
+    lengths = {len(v) for v in (history.train_loss, history.train_acc, history.val_loss, history.val_acc,
+                                history.lr, history.epoch_time)}
+    assert lengths == {1}
+    assert "epoch 1:" in repr(history) and history.best_epoch == 1
+    history.plot()  # plots without complaint
+
+
+def test_ctrl_c_message_names_the_interrupted_epoch(digits, monkeypatch, capsys):
+    train, test = digits
+    model, optimizer, loss_fn = _setup()
+    monkeypatch.setattr(engine, "evaluate", _interrupting(engine.evaluate, 2))
+    engine.fit(model, train, test, epochs=3, optimizer=optimizer, loss_fn=loss_fn, progress=False)
+    assert "Interrupted during epoch 2: returning the history of 1 completed epoch(s)" in capsys.readouterr().out
+
+
+def test_best_epoch_is_derived_and_keep_best_restores_a_middle_epoch(digits, monkeypatch):
+    train, test = digits
+    model, optimizer, loss_fn = _setup()
+    scores = iter([0.5, 0.9, 0.7])  # validation accuracy of epochs 1-3: the best is epoch 2, not the last
+    weights = []
+    real = engine.evaluate
+
+    def scripted(m, loader, **kw):
+        weights.append(m.fc.weight.detach().clone())
+        return real(m, loader, **kw) | {"acc": next(scores)}
+
+    monkeypatch.setattr(engine, "evaluate", scripted)
+    history = engine.fit(model, train, test, epochs=3, optimizer=optimizer, loss_fn=loss_fn, keep_best=True,
+                         progress=False, verbose=False)
+    assert history.best_epoch == 2
+    assert torch.equal(model.fc.weight, weights[1]) and not torch.equal(model.fc.weight, weights[2])
+
+
+def test_scheduler_stepping_must_be_said_unless_the_type_settles_it(digits):
+    train, _ = digits
+    model, optimizer, loss_fn = _setup()
+    warmup = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / 5))
+    with pytest.raises(ValueError, match="say when LambdaLR should step.*scheduler_step='batch'"):
+        engine.fit(model, train, epochs=1, optimizer=optimizer, loss_fn=loss_fn, scheduler=warmup)
+    with pytest.raises(ValueError, match="ReduceLROnPlateau.*scheduler_step='epoch'"):
+        plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer)
+        engine.fit(model, train, epochs=1, optimizer=optimizer, loss_fn=loss_fn, scheduler=plateau,
+                   scheduler_step="batch")
+
+
+def test_per_batch_warmup_steps_every_batch(digits, capsys):
+    train, _ = digits  # 12 batches per epoch
+    model, optimizer, loss_fn = _setup(lr=1e-3)
+    warmup = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / 100))
+    history = engine.fit(model, train, epochs=2, optimizer=optimizer, loss_fn=loss_fn, scheduler=warmup,
+                         scheduler_step="batch", progress=False)
+    assert history.lr == pytest.approx([1e-3 * 13 / 100, 1e-3 * 25 / 100])
+    assert "LambdaLR steps after every batch" in capsys.readouterr().out
+
+
+def test_per_epoch_and_plateau_schedulers(digits):
+    train, test = digits
+    model, optimizer, loss_fn = _setup(lr=1e-3)
+    step = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5)
+    history = engine.fit(model, train, test, epochs=2, optimizer=optimizer, loss_fn=loss_fn, scheduler=step,
+                         scheduler_step="epoch", progress=False, verbose=False)
+    assert history.lr == pytest.approx([5e-4, 2.5e-4])
+    model, optimizer, loss_fn = _setup(lr=1e-3)
+    plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, patience=0, factor=0.1)
+    seen = []
+    real_step = plateau.step
+    plateau.step = lambda metric: (seen.append(metric), real_step(metric))
+    history = engine.fit(model, train, test, epochs=2, optimizer=optimizer, loss_fn=loss_fn, scheduler=plateau,
+                         progress=False, verbose=False)
+    assert seen == pytest.approx(history.val_loss)  # stepped once per epoch, on the validation loss
+
+
+def test_nan_after_many_steps_stops_at_that_step_with_finite_weights(digits):
+    train, _ = digits  # 12 batches per epoch: step 63 is epoch 6, step 3
+    model, optimizer, loss_fn = _setup()
+    calls = {"n": 0}
+
+    def late_nan(outputs, labels):
+        calls["n"] += 1
+        loss = loss_fn(outputs, labels)
+        return loss * float("nan") if calls["n"] == 63 else loss
+
+    with pytest.raises(engine.NonFiniteLossError, match="epoch 6, step 3") as info:
+        engine.fit(model, train, epochs=10, optimizer=optimizer, loss_fn=late_nan, progress=False, verbose=False)
+    assert calls["n"] == 63  # not one step further
+    assert info.value.history.epochs == 5
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_weights_that_turned_non_finite_are_replaced_by_the_last_epochs(digits):
+    train, _ = digits
+    model, optimizer, loss_fn = _setup()
+    real_step, steps = optimizer.step, {"n": 0}
+
+    def poisoning_step(*args, **kwargs):  # a finite loss whose update breaks the weights (e.g. an inf gradient)
+        steps["n"] += 1
+        real_step(*args, **kwargs)
+        if steps["n"] == 15:
+            with torch.no_grad():
+                model.fc.weight.fill_(float("inf"))
+
+    optimizer.step = poisoning_step
+    with pytest.raises(engine.NonFiniteLossError, match="epoch 2, step 4"):
+        engine.fit(model, train, epochs=3, optimizer=optimizer, loss_fn=loss_fn, progress=False, verbose=False)
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def _frozen_backbone_model() -> nn.Module:
+    model = SimpleCNN()
+    model.conv1.eval()  # the learner froze this block in eval mode on purpose
+    return model
+
+
+def test_evaluate_predict_and_fit_give_every_submodule_its_mode_back(digits):
+    train, test = digits
+    model = _frozen_backbone_model().train()
+    model.conv1.eval()
+    engine.evaluate(model, test)
+    engine.predict(model, test)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    engine.fit(model, train, epochs=1, optimizer=optimizer, loss_fn=nn.CrossEntropyLoss(), progress=False,
+               verbose=False)
+    assert model.training and not model.conv1.training and model.conv2.training
+
+
+def test_train_one_epoch_weights_metrics_by_sample_count():
+    model = nn.Linear(1, 2)
+    with torch.no_grad():
+        model.weight.zero_()
+        model.bias.copy_(torch.tensor([1.0, 0.0]))  # always predicts class 0
+    loader = [(torch.zeros(3, 1), torch.tensor([0, 0, 0])), (torch.zeros(1, 1), torch.tensor([1]))]
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)  # no learning: the metrics describe one model
+    result = engine.train_one_epoch(model, loader, optimizer=optimizer, loss_fn=nn.CrossEntropyLoss())
+    assert result["acc"] == pytest.approx(3 / 4)  # per batch it would be (1 + 0) / 2
+    logits = torch.tensor([[1.0, 0.0]])
+    low, high = (nn.functional.cross_entropy(logits, torch.tensor([c])) for c in (0, 1))
+    assert result["loss"] == pytest.approx((3 * low.item() + high.item()) / 4)

@@ -7,7 +7,7 @@ from course_utils.history import History
 
 def _two_epochs() -> History:
     return History(train_loss=[1.0, 0.5], train_acc=[0.5, 0.8], val_loss=[0.9, 0.6], val_acc=[0.6, 0.7],
-                   epoch_time=[1.5, 2.0], lr=[0.1, 0.01], best_epoch=2, precision="bf16", label="run")
+                   epoch_time=[1.5, 2.0], lr=[0.1, 0.01], precision="bf16", label="run")
 
 
 def test_history_totals_and_repr():
