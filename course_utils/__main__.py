@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 
 from . import config
-from .utils import dataset_status, environment_report, get_device
+from .data import dataset_status
+from .utils import environment_report, get_device
 
 
 def main(argv: list[str] | None = None) -> int:

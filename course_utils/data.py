@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision import datasets, transforms
 
 from . import config
+from ._bundle import IMAGENET_MEAN, IMAGENET_STD, DataBundle, DatasetNotFoundError, _dataloader, _split
 from ._download import DownloadError, download_file, gunzip
+from .folders import HYMENOPTERA_DIR, default_transforms, hymenoptera, image_folder
 from .synthetic import write_idx_dataset
 from .tensorloader import TensorLoader
 
@@ -28,52 +28,13 @@ __all__ = [
     "MNIST_STD",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
+    "dataset_status",
 ]
 
 MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)  # computed from the 60,000 training images in notebook 02
 FASHION_MEAN, FASHION_STD = (0.2860,), (0.3530,)
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 SMOKE_TRAIN, SMOKE_TEST = 2048, 1024  # images kept in smoke mode: enough to see learning, seconds to run
 
-
-
-class DatasetNotFoundError(FileNotFoundError):
-    """The dataset's files are not where the course looks, and could not be downloaded."""
-
-
-@dataclass
-class DataBundle:
-    """Loaders for one dataset.
-
-    Attributes:
-        train: Batches for training (shuffled).
-        val: Batches held out from the training set, or None.
-        test: Batches of the official test split.
-        classes: Class names, indexed by label.
-        mean: Per-channel mean used for normalisation (to un-normalise for plots).
-        std: Per-channel standard deviation used for normalisation.
-        source: Where the data came from, in words.
-        root: The folder that holds the files (for MNIST-like sets: the ``root`` torchvision's dataset
-            classes take); in smoke mode without the real data, the folder of the synthetic stand-in.
-    """
-
-    train: Any
-    val: Any | None
-    test: Any
-    classes: list[str]
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    source: str
-    root: Path | None = None
-
-    def __repr__(self) -> str:
-        def size(loader: Any) -> str:
-            return "None" if loader is None else f"{len(loader.dataset)} images in {len(loader)} batches"
-
-        return (
-            f"DataBundle(source={self.source!r}, classes={len(self.classes)},\n"
-            f"  train: {size(self.train)},\n  val:   {size(self.val)},\n  test:  {size(self.test)})"
-        )
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -121,25 +82,6 @@ def _load_idx(cls: type[datasets.MNIST], root: Path, train: bool) -> tuple[torch
             "They may be truncated or corrupt: delete them and run again to download fresh copies."
         ) from exc
     return ds.data, ds.targets
-
-
-def _split(n: int, val_fraction: float, subset: int | None, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Seeded indices for (train, val) out of ``n`` training images, after taking ``subset`` of them."""
-    if not 0.0 <= val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    if subset is not None:
-        order = order[: max(1, min(subset, n))]
-    n_val = int(round(len(order) * val_fraction))
-    return order[n_val:], order[:n_val]
-
-
-def _dataloader(dataset: Dataset, indices: list[int], *, batch_size: int, shuffle: bool, seed: int,
-                num_workers: int) -> DataLoader:
-    """A DataLoader over ``dataset[indices]`` with its own seeded shuffling (the per-sample path)."""
-    return DataLoader(Subset(dataset, indices), batch_size=batch_size, shuffle=shuffle,
-                      generator=torch.Generator().manual_seed(seed), num_workers=num_workers,
-                      pin_memory=torch.cuda.is_available())
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -213,7 +155,7 @@ def _idx_dataset(
     shift = [transforms.RandomAffine(0, translate=(2 / 28, 2 / 28))] if augment else []
     train_tf = transform or transforms.Compose(shift + base)
 
-    def torch_loader(train_split: bool, tf: Any, idx: torch.Tensor, shuffle: bool) -> DataLoader:
+    def torch_loader(train_split: bool, tf: Any, idx: torch.Tensor, shuffle: bool) -> torch.utils.data.DataLoader:
         ds = cls(str(root), train=train_split, transform=tf, download=False)
         return _dataloader(ds, idx.tolist(), batch_size=batch_size, shuffle=shuffle, seed=seed,
                            num_workers=num_workers)
@@ -269,7 +211,9 @@ def mnist(
     Raises:
         DatasetNotFoundError: The files are missing and could not be downloaded (outside smoke mode).
     """
-    return _idx_dataset(datasets.MNIST, MNIST_MEAN, MNIST_STD, **locals())
+    return _idx_dataset(datasets.MNIST, MNIST_MEAN, MNIST_STD, batch_size=batch_size, val_fraction=val_fraction,
+                        subset=subset, test_subset=test_subset, augment=augment, fast=fast, transform=transform,
+                        device=device, seed=seed, num_workers=num_workers, data_dir=data_dir, download=download)
 
 
 def fashion_mnist(
@@ -288,8 +232,34 @@ def fashion_mnist(
     download: bool = True,
 ) -> DataBundle:
     """Fashion-MNIST clothing images (28x28 grey, 10 classes); the same options as :func:`mnist`."""
-    return _idx_dataset(datasets.FashionMNIST, FASHION_MEAN, FASHION_STD, **locals())
+    return _idx_dataset(datasets.FashionMNIST, FASHION_MEAN, FASHION_STD, batch_size=batch_size,
+                        val_fraction=val_fraction, subset=subset, test_subset=test_subset, augment=augment, fast=fast,
+                        transform=transform, device=device, seed=seed, num_workers=num_workers, data_dir=data_dir,
+                        download=download)
 
 
-# The folder datasets live in their own module; they are part of this module's API.
-from .folders import default_transforms, hymenoptera, image_folder  # noqa: E402
+
+# ---------------------------------------------------------------------------------------------------------
+# What is present
+# ---------------------------------------------------------------------------------------------------------
+def dataset_status(root: Path | None = None) -> dict[str, bool]:
+    """Which of the course's datasets are present under the data folder (the layouts the loaders look for).
+
+    Args:
+        root: The data folder; defaults to ``COURSE_DATA_DIR``.
+
+    Returns:
+        A mapping from dataset name to whether its files are present.
+    """
+    root = Path(root) if root is not None else config.data_dir()
+
+    def has_idx(cls: type[datasets.MNIST]) -> bool:
+        raw = root / cls.__name__ / "raw"
+        return all((raw / gz.removesuffix(".gz")).is_file() or (raw / gz).is_file() for gz, _ in _idx_files(cls))
+
+    folder = root / HYMENOPTERA_DIR
+    return {
+        "MNIST": has_idx(datasets.MNIST),
+        "FashionMNIST": has_idx(datasets.FashionMNIST),
+        "hymenoptera": all((folder / split / cls).is_dir() for split in ("train", "val") for cls in ("ants", "bees")),
+    }

@@ -11,8 +11,8 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import datasets, transforms
 
 from . import config
+from ._bundle import IMAGENET_MEAN, IMAGENET_STD, DataBundle, DatasetNotFoundError, _dataloader, _split
 from ._download import DownloadError, download_file, safe_extract_zip
-from .data import IMAGENET_MEAN, IMAGENET_STD, DataBundle, DatasetNotFoundError, _dataloader, _split
 from .synthetic import random_images
 from .tensorloader import TensorLoader
 
@@ -20,6 +20,7 @@ __all__ = ["image_folder", "hymenoptera", "default_transforms"]
 
 HYMENOPTERA_URL = "https://download.pytorch.org/tutorial/hymenoptera_data.zip"
 HYMENOPTERA_MD5 = "5f8c32a6554f6acb4d649776e7735e48"
+HYMENOPTERA_DIR = "hymenoptera_data"  # what the zip unpacks to: train/{ants,bees}, val/{ants,bees}
 SMOKE_IMAGES = 32  # images per split in smoke mode
 
 
@@ -38,7 +39,8 @@ def _readable_image(path: str) -> bool:
     return True
 
 
-def _check_split(folder: Path, root: Path) -> None:
+def _check_split(folder: Path, root: Path) -> list[str]:
+    """The class folders of one split, sorted as ImageFolder numbers them; clear errors for a wrong layout."""
     layout = f"expected {root}/train/<class>/*.jpg and {root}/val/<class>/*.jpg (one folder per class)"
     if not folder.is_dir():
         raise DatasetNotFoundError(f"image folder {folder} does not exist; {layout}")
@@ -48,6 +50,29 @@ def _check_split(folder: Path, root: Path) -> None:
     empty = [d.name for d in classes if not any(f.is_file() for f in d.iterdir())]
     if empty:
         raise DatasetNotFoundError(f"class folder(s) {empty} in {folder} hold no files; {layout}")
+    return sorted(d.name for d in classes)
+
+
+def _check_same_classes(train: list[str], test: list[str], test_dir: Path) -> None:
+    """Refuse splits with different classes: ImageFolder numbers each folder's classes on its own."""
+    if train == test:
+        return
+    missing, extra = sorted(set(train) - set(test)), sorted(set(test) - set(train))
+    raise ValueError(
+        f"train/ has the classes {train}, but {test_dir.name}/ has {test}"
+        + (f" (missing there: {missing}" if missing else " (")
+        + (f"{'; ' if missing else ''}only there: {extra})" if extra else ")")
+        + ". ImageFolder numbers each folder's classes alphabetically on its own, so the same label would "
+        f"mean different classes in the two splits. Give {test_dir} the same class folders as train/ "
+        "(an empty class needs at least one image, or remove it from both)."
+    )
+
+
+def _with_samples(dataset: datasets.ImageFolder, samples: list[tuple[str, int]]) -> datasets.ImageFolder:
+    """Give ``dataset`` another list of samples, keeping ``.targets`` and ``.imgs`` in agreement with it."""
+    dataset.samples = dataset.imgs = samples
+    dataset.targets = [target for _, target in samples]
+    return dataset
 
 
 def default_transforms(size: int = 224) -> tuple[Any, Any]:
@@ -99,8 +124,7 @@ def image_folder(
     """
     root = Path(root)
     test_dir = root / "val" if (root / "val").is_dir() or not (root / "test").is_dir() else root / "test"
-    for folder in (root / "train", test_dir):
-        _check_split(folder, root)
+    _check_same_classes(_check_split(root / "train", root), _check_split(test_dir, root), test_dir)
     default_train, default_eval = default_transforms()
     eval_tf = transform or default_eval
     train_tf = train_transform or (default_train if transform is None else transform)
@@ -109,7 +133,7 @@ def image_folder(
 
     train_ds = datasets.ImageFolder(root / "train", transform=train_tf, is_valid_file=_readable_image)
     train_eval_ds = datasets.ImageFolder(root / "train", transform=eval_tf, is_valid_file=lambda p: True)
-    train_eval_ds.samples = train_ds.samples  # same files, without re-checking each one
+    _with_samples(train_eval_ds, train_ds.samples)  # the same readable files, without checking each one again
     test_ds = datasets.ImageFolder(test_dir, transform=eval_tf, is_valid_file=_readable_image)
     train_idx, val_idx = _split(len(train_ds), val_fraction, subset, seed)
     test_idx = torch.randperm(len(test_ds), generator=torch.Generator().manual_seed(seed))[:subset]
@@ -174,7 +198,7 @@ def hymenoptera(
         A DataBundle with classes ``["ants", "bees"]``.
     """
     root = Path(data_dir) if data_dir is not None else config.data_dir()
-    folder = root / "hymenoptera_data"
+    folder = root / HYMENOPTERA_DIR
     if not (folder / "train").is_dir():
         hint = (f"The ants/bees set was not found in {folder}.\nDownload {HYMENOPTERA_URL} and unzip it in "
                 f"{root} (it unpacks to hymenoptera_data/train and hymenoptera_data/val), or set COURSE_DATA_DIR.")
@@ -183,7 +207,7 @@ def hymenoptera(
                 raise DatasetNotFoundError(hint + "\nDownloading is switched off (download=False).")
             root.mkdir(parents=True, exist_ok=True)
             archive = download_file([HYMENOPTERA_URL], root / "hymenoptera_data.zip", md5=HYMENOPTERA_MD5)
-            safe_extract_zip(archive, root, "hymenoptera_data")
+            safe_extract_zip(archive, root, HYMENOPTERA_DIR)
             archive.unlink()
         except (DownloadError, PermissionError, DatasetNotFoundError) as exc:
             if config.SMOKE:

@@ -192,30 +192,6 @@ def page_faults() -> int | None:
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
-def dataset_status(root: Path | None = None) -> dict[str, bool]:
-    """Which of the course's datasets are present under the data folder.
-
-    Args:
-        root: The data folder; defaults to ``COURSE_DATA_DIR``.
-
-    Returns:
-        A mapping from dataset name to whether its files are present.
-    """
-    root = Path(root) if root is not None else config.data_dir()
-    idx = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
-
-    def has_idx(name: str) -> bool:
-        raw = root / name / "raw"
-        return all((raw / f).is_file() or (raw / f"{f}.gz").is_file() for f in idx)
-
-    hym = root / "hymenoptera_data"
-    return {
-        "MNIST": has_idx("MNIST"),
-        "FashionMNIST": has_idx("FashionMNIST"),
-        "hymenoptera": all((hym / split / c).is_dir() for split in ("train", "val") for c in ("ants", "bees")),
-    }
-
-
 def environment_report(*, print_report: bool = True) -> dict[str, str]:
     """Collect (and print) the versions, device and data folder: paste this into a bug report.
 

@@ -22,7 +22,7 @@ REAL_DATA = config.data_dir()
 
 def has_real(name: str) -> bool:
     """Whether COURSE_DATA_DIR holds the real dataset ``name`` (torchvision's layout)."""
-    from course_utils.utils import dataset_status
+    from course_utils.data import dataset_status
 
     return dataset_status(REAL_DATA).get(name, False)
 

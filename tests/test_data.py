@@ -118,3 +118,13 @@ def test_real_mnist_normalisation_constants():
     x = data.datasets.MNIST(str(REAL_DATA), train=True).data.float() / 255
     assert x.mean().item() == pytest.approx(data.MNIST_MEAN[0], abs=1e-4)
     assert x.std().item() == pytest.approx(data.MNIST_STD[0], abs=1e-4)
+
+
+def test_dataset_status(tmp_path):
+    assert data.dataset_status(tmp_path) == {"MNIST": False, "FashionMNIST": False, "hymenoptera": False}
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte"):
+        (raw / name).touch()
+    (raw / "t10k-labels-idx1-ubyte.gz").touch()
+    assert data.dataset_status(tmp_path)["MNIST"] is True

