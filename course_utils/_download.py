@@ -31,8 +31,21 @@ def md5sum(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def download_file(
-    urls: Sequence[str], dest: Path, *, md5: str | None = None, timeout: float = TIMEOUT_S
+    urls: Sequence[str],
+    dest: Path,
+    *,
+    md5: str | None = None,
+    sha256_prefix: str | None = None,
+    timeout: float = TIMEOUT_S,
 ) -> Path:
     """Download the first URL that answers into ``dest``, atomically and checksum-verified.
 
@@ -43,6 +56,7 @@ def download_file(
         urls: Mirrors to try in order.
         dest: Final path of the file.
         md5: Expected MD5 digest; a mismatch is an error.
+        sha256_prefix: Expected start of the SHA-256 digest (torch's weight files carry one in their name).
         timeout: Seconds to wait for each connection and each read.
 
     Returns:
@@ -68,6 +82,9 @@ def download_file(
                 raise DownloadError(f"{url}: truncated download ({size} of {expected} bytes)")
             if md5 is not None and (got := md5sum(tmp)) != md5:
                 raise DownloadError(f"{url}: checksum mismatch (MD5 {got}, expected {md5}); the file is corrupt")
+            if sha256_prefix is not None and not (got := _sha256(tmp)).startswith(sha256_prefix):
+                raise DownloadError(f"{url}: checksum mismatch (SHA-256 {got[:12]}..., expected "
+                                    f"{sha256_prefix}...); the file is corrupt")
             tmp.replace(dest)
             return dest
         except (OSError, urllib.error.URLError, DownloadError) as exc:  # URLError, timeouts, resets

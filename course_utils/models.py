@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-import contextlib
-import socket
+import re
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torchvision.models import ResNet, ResNet18_Weights, resnet18
 from torchvision.ops.misc import FrozenBatchNorm2d
+
+from ._download import download_file
 
 __all__ = [
     "SimpleCNN",
@@ -171,25 +173,28 @@ class WeightsUnavailableError(RuntimeError):
     """Pretrained weights could not be loaded (no network, no cached copy)."""
 
 
-@contextlib.contextmanager
-def _socket_timeout(seconds: float) -> Iterator[None]:
-    # torch.hub's urlopen has no timeout: without one, a missing network can hang for minutes.
-    previous = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(seconds)
-    try:
-        yield
-    finally:
-        socket.setdefaulttimeout(previous)
+def _fetch_weights(weights: ResNet18_Weights) -> Path:
+    """Download the weights file into torch's cache, where torchvision looks first; nothing if already there.
+
+    Our own download has a timeout and writes atomically, so a missing network fails within seconds and no
+    process-wide setting (such as the default socket timeout) is changed.
+    """
+    file = Path(torch.hub.get_dir()) / "checkpoints" / weights.url.rsplit("/", 1)[-1]
+    if not file.is_file():
+        prefix = re.search(r"-([a-f0-9]{6,})\.", file.name)  # torchvision names files <name>-<sha256 prefix>.pth
+        print(f"Downloading {file.name} ({weights.meta.get('_file_size', '?')} MB) into {file.parent} ...")
+        download_file([weights.url], file, sha256_prefix=prefix.group(1) if prefix else None)
+    return file
 
 
 def _load_resnet18(weights: ResNet18_Weights | None, allow_random: bool, progress: bool) -> tuple[ResNet, bool]:
     if weights is None:
         return resnet18(weights=None), False
+    file = Path(torch.hub.get_dir()) / "checkpoints" / weights.url.rsplit("/", 1)[-1]
     try:
-        with _socket_timeout(10.0):
-            return resnet18(weights=weights, progress=progress), True
-    except (OSError, RuntimeError, EOFError) as exc:  # URLError is an OSError; corrupt files raise RuntimeError
-        file = torch.hub.get_dir() + "/checkpoints/" + weights.url.rsplit("/", 1)[-1]
+        _fetch_weights(weights)
+        return resnet18(weights=weights, progress=progress), True
+    except (OSError, RuntimeError, EOFError) as exc:  # DownloadError is a RuntimeError; corrupt files too
         message = (
             f"Could not load the pretrained {weights} weights ({type(exc).__name__}: {exc}).\n"
             f"They download from {weights.url} into {file}. Without network access, download that file "

@@ -26,7 +26,10 @@ def test_round_trip_with_optimizer(tmp_path):
 def test_plain_state_dict_loads(tmp_path):
     model = SimpleCNN()
     torch.save(model.state_dict(), tmp_path / "plain.pt")
-    checkpoint.load_checkpoint(SimpleCNN(), tmp_path / "plain.pt")
+    fresh = SimpleCNN()  # other random weights
+    meta = checkpoint.load_checkpoint(fresh, tmp_path / "plain.pt")
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), fresh.state_dict().values(), strict=True))
+    assert meta["history"] is None and meta["model_class"] is None
 
 
 def test_other_architecture_is_explained_and_model_untouched(tmp_path):
@@ -69,11 +72,17 @@ def test_failed_save_keeps_previous_file(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["m.pt"]
 
 
-def test_saved_file_has_a_normal_mode(tmp_path):
+def test_saved_file_has_a_normal_mode_without_touching_the_umask(tmp_path, monkeypatch):
     import os
     import stat
 
-    path = checkpoint.save_checkpoint(SimpleCNN(), tmp_path / "m.pt")
     mask = os.umask(0)
     os.umask(mask)
+
+    def no_umask(*args):
+        raise AssertionError("save_checkpoint changed the process-wide umask")
+
+    monkeypatch.setattr(os, "umask", no_umask)
+    path = checkpoint.save_checkpoint(SimpleCNN(), tmp_path / "m.pt")
+    monkeypatch.undo()
     assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask

@@ -81,12 +81,6 @@ def test_dropout_only_in_train_mode():
     assert not torch.equal(model(x), model(x))
 
 
-def test_batch_of_one_fails_in_train_mode_for_batchnorm_in_dense_layer():
-    bn = nn.BatchNorm1d(3).train()
-    with pytest.raises(ValueError, match="more than 1 value per channel"):
-        bn(torch.zeros(1, 3))
-
-
 def test_trainable_summary():
     model = models.SimpleCNN()
     model.conv1.requires_grad_(False)
@@ -145,3 +139,29 @@ def test_resnet_weights_unavailable(monkeypatch, tmp_path, capsys):
         model = models.resnet18_transfer(2, allow_random=True)
     assert model.pretrained is False
     assert "random weights (NOT pretrained)" in capsys.readouterr().out
+
+
+def test_resnet_download_failure_changes_no_global_state_and_leaves_no_file(monkeypatch, tmp_path, no_network):
+    import socket
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    calls = []
+    monkeypatch.setattr(socket, "setdefaulttimeout", lambda *a: calls.append(a))
+    with pytest.raises(models.WeightsUnavailableError, match=r"URLError|could not download"):
+        models.resnet18_transfer(2, verbose=False)
+    assert calls == []  # no process-wide socket timeout
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []  # no half-written weights file
+
+
+def test_resnet_weights_file_with_a_wrong_hash_is_refused(monkeypatch, tmp_path):
+    import io
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+
+    class FakeResponse(io.BytesIO):
+        headers: dict = {}
+
+    monkeypatch.setattr("urllib.request.urlopen", lambda url, timeout: FakeResponse(b"not the real weights"))
+    with pytest.raises(models.WeightsUnavailableError, match="checksum mismatch"):
+        models.resnet18_transfer(2, verbose=False)
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
