@@ -12,7 +12,14 @@ from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import DATA_DIR, SMOKE
 from .engine import History, NonFiniteLossError, Predictions, evaluate, fit, predict, train_one_epoch
 from .features import show_feature_maps, show_filters
-from .models import ImprovedCNN, SimpleCNN, count_parameters, resnet18_transfer, trainable_summary
+from .models import (
+    ImprovedCNN,
+    SimpleCNN,
+    conv_output_size,
+    count_parameters,
+    resnet18_transfer,
+    trainable_summary,
+)
 from .plotting import plot_confusion_matrix, plot_history, show_images, show_misclassified
 from .utils import bf16_supported, environment_report, get_device, set_seed, tune_cpu_allocator
 
@@ -53,6 +60,7 @@ __all__ = [
     "resnet18_transfer",
     "count_parameters",
     "trainable_summary",
+    "conv_output_size",
     # plots
     "show_images",
     "plot_history",

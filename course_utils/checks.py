@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._feedback import failed, number, passed, raised, run_on_zeros, same, unanswered
-from .widgets import conv_output_size
+from .models import conv_output_size
 
 __all__ = [
     "check_conv_output_size",

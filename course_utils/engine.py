@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from collections.abc import Iterable
@@ -14,68 +13,15 @@ from torch import nn
 from ._diagnose import (
     NonFiniteLossError,
     check_images,
-    check_labels,
     check_optimizer,
     explain_model_errors,
     non_finite_loss,
 )
+from ._step import forward, hits, infer_device, resolve_precision
 from .history import History, Predictions
-from .utils import bf16_supported, eval_mode, kept_modes
+from .utils import eval_mode, kept_modes
 
 __all__ = ["History", "Predictions", "NonFiniteLossError", "train_one_epoch", "evaluate", "predict", "fit"]
-
-
-# ---------------------------------------------------------------------------------------------------------
-# One batch through the model: device, memory layout, precision
-# ---------------------------------------------------------------------------------------------------------
-def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    if precision == "bf16":
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-def _resolve_precision(precision: str, device: torch.device) -> str:
-    if precision not in {"fp32", "bf16", "auto"}:
-        raise ValueError(f"precision must be 'fp32', 'bf16' or 'auto', got {precision!r}")
-    if precision == "auto":
-        return "bf16" if bf16_supported(device) else "fp32"
-    return precision
-
-
-def _forward(
-    model: nn.Module,
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    device: torch.device,
-    precision: str,
-    channels_last: bool,
-    *,
-    first: bool,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Move a batch to the device and run the model on it; explain a beginner's mistakes in plain words."""
-    images = images.to(device, non_blocking=True)
-    labels = labels.to(device, non_blocking=True)
-    check_images(images)
-    if channels_last:
-        images = images.contiguous(memory_format=torch.channels_last)
-    with explain_model_errors(model, images), _autocast(device, precision):
-        outputs = model(images)  # (batch, num_classes)
-    if first:  # one check per pass: it reads labels.max(), a host sync
-        check_labels(outputs, labels)
-    return outputs, labels
-
-
-def _hits(outputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Correct predictions in a batch; labels are class indices, or class probabilities (batch, classes)."""
-    targets = labels.argmax(dim=1) if labels.ndim == 2 else labels
-    return (outputs.argmax(dim=1) == targets).sum()
-
-
-def _infer_device(model: nn.Module, device: torch.device | str | None) -> torch.device:
-    if device is not None:
-        return torch.device(device)
-    param = next(model.parameters(), None)
-    return param.device if param is not None else torch.device("cpu")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -114,14 +60,14 @@ def train_one_epoch(
     Raises:
         NonFiniteLossError: The loss became NaN or infinite (says at which epoch and step).
     """
-    device = _infer_device(model, device)
+    device = infer_device(model, device)
     model.train()
     # Sums stay on the device: reading them (a host sync) only every few steps keeps a GPU busy.
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
     n = 0
     for step, (images, labels) in enumerate(loader, 1):
-        outputs, labels = _forward(model, images, labels, device, precision, channels_last, first=step == 1)
+        outputs, labels = forward(model, images, labels, device, precision, channels_last, first=step == 1)
         loss = loss_fn(outputs.float(), labels)
         # Checked at every step, before the update: a NaN never reaches the weights. On a CPU the check costs
         # nothing measurable (benchmarks/README.md); on a GPU it waits for the step to finish.
@@ -136,7 +82,7 @@ def train_one_epoch(
         batch = labels.shape[0]
         n += batch
         loss_sum += loss.detach() * batch
-        correct += _hits(outputs, labels)
+        correct += hits(outputs, labels)
         if progress is not None:
             if step % 50 == 0 or step == 1:
                 progress.set_postfix(loss=f"{loss_sum.item() / n:.4f}", acc=f"{correct.item() / n:.2%}",
@@ -170,16 +116,16 @@ def evaluate(
     Returns:
         ``{"loss": mean loss or nan, "acc": accuracy, "n": number of images}``, weighted by sample count.
     """
-    device = _infer_device(model, device)
+    device = infer_device(model, device)
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
     n = 0
     with eval_mode(model):  # every submodule gets its own mode back afterwards
         for step, (images, labels) in enumerate(loader):
-            outputs, labels = _forward(model, images, labels, device, precision, channels_last, first=step == 0)
+            outputs, labels = forward(model, images, labels, device, precision, channels_last, first=step == 0)
             if loss_fn is not None:
                 loss_sum += loss_fn(outputs.float(), labels) * labels.shape[0]
-            correct += _hits(outputs, labels)
+            correct += hits(outputs, labels)
             n += labels.shape[0]
     if n == 0:
         raise ValueError("the loader yielded no batches; is the dataset empty?")
@@ -198,7 +144,7 @@ def predict(model: nn.Module, data: Iterable | torch.Tensor, *, device: torch.de
     Returns:
         ``Predictions(preds, labels, probs)`` on the CPU; ``labels`` is None for a plain tensor.
     """
-    device = _infer_device(model, device)
+    device = infer_device(model, device)
     batches = [(data, None)] if isinstance(data, torch.Tensor) else data
     preds, labels, probs = [], [], []
     with eval_mode(model):
@@ -309,11 +255,11 @@ def fit(
         raise ValueError("keep_best=True chooses the best epoch by validation accuracy: pass a val_loader")
     step_every = _scheduler_step(scheduler, scheduler_step)
     trainable = check_optimizer(model, optimizer)
-    device = _infer_device(model, device)
+    device = infer_device(model, device)
     model.to(device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
-    precision = _resolve_precision(precision, device)
+    precision = resolve_precision(precision, device)
     history = History(label=label, precision=precision)
     best_state = None
     if verbose:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import warnings
 from collections.abc import Sequence
@@ -23,7 +24,25 @@ __all__ = [
     "count_parameters",
     "trainable_summary",
     "WeightsUnavailableError",
+    "conv_output_size",
 ]
+
+
+def conv_output_size(size: int, kernel_size: int, stride: int = 1, padding: int = 0,
+                     dilation: int = 1) -> int:
+    """Output length of a convolution along one dimension (the formula in the PyTorch ``Conv2d`` docs).
+
+    Args:
+        size: Input height or width.
+        kernel_size: Kernel height or width.
+        stride: Step between kernel positions.
+        padding: Zeros added on each side.
+        dilation: Spacing between kernel taps.
+
+    Returns:
+        ``floor((size + 2*padding - dilation*(kernel_size-1) - 1) / stride) + 1``.
+    """
+    return math.floor((size + 2 * padding - dilation * (kernel_size - 1) - 1) / stride) + 1
 
 
 def _fix_hint(x: torch.Tensor) -> str:

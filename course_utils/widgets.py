@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import io
-import math
 from typing import Any
 
 import ipywidgets as widgets
@@ -16,9 +15,10 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from PIL import Image
 
+from .models import conv_output_size
 from .synthetic import rendered_digits
 
-__all__ = ["KERNELS", "conv_output_size", "conv_explorer", "ConvExplorer", "explorer_figure"]
+__all__ = ["KERNELS", "conv_explorer", "ConvExplorer", "explorer_figure"]
 
 
 def _kernel(rows: list[list[float]], scale: float = 1.0) -> torch.Tensor:
@@ -38,23 +38,6 @@ KERNELS: dict[str, torch.Tensor] = {
     "Laplacian": _kernel([[0, 1, 0], [1, -4, 1], [0, 1, 0]]),
     "emboss": _kernel([[-2, -1, 0], [-1, 1, 1], [0, 1, 2]]),
 }
-
-
-def conv_output_size(size: int, kernel_size: int, stride: int = 1, padding: int = 0,
-                     dilation: int = 1) -> int:
-    """Output length of a convolution along one dimension (the formula in the PyTorch ``Conv2d`` docs).
-
-    Args:
-        size: Input height or width.
-        kernel_size: Kernel height or width.
-        stride: Step between kernel positions.
-        padding: Zeros added on each side.
-        dilation: Spacing between kernel taps.
-
-    Returns:
-        ``floor((size + 2*padding - dilation*(kernel_size-1) - 1) / stride) + 1``.
-    """
-    return math.floor((size + 2 * padding - dilation * (kernel_size - 1) - 1) / stride) + 1
 
 
 def _sample_images(image: torch.Tensor | None) -> dict[str, torch.Tensor]:

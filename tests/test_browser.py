@@ -44,7 +44,7 @@ from typing import Any
 
 import pytest
 
-from course_utils.widgets import conv_output_size
+from course_utils.models import conv_output_size
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))

@@ -9,7 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from course_utils.widgets import KERNELS, conv_explorer, conv_output_size
+from course_utils.models import conv_output_size
+from course_utils.widgets import KERNELS, conv_explorer
 
 matplotlib.use("Agg")  # draw off-screen: no windows, works on CI
 
