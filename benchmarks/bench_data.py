@@ -39,10 +39,12 @@ def main() -> None:
     slow_aug = cu.data.mnist(val_fraction=0.0, batch_size=64, fast=False, augment=True)
     rates: dict[str, list[float]] = {}
     for _ in range(args.repeats):
-        for name, loader in [("torchvision DataLoader (ToTensor+Normalize)", slow.train),
-                             ("tensor fast path", fast.train),
-                             ("torchvision DataLoader + RandomAffine shift", slow_aug.train),
-                             ("tensor fast path + batched random shift", fast_aug.train)]:
+        for name, loader in [
+            ("torchvision DataLoader (ToTensor+Normalize)", slow.train),
+            ("tensor fast path", fast.train),
+            ("torchvision DataLoader + RandomAffine shift", slow_aug.train),
+            ("tensor fast path + batched random shift", fast_aug.train),
+        ]:
             seconds, n = timed(lambda loader=loader: one_pass(loader, device), device)
             rates.setdefault(name, []).append(n / seconds)
     best = {name: max(r) for name, r in rates.items()}

@@ -31,15 +31,21 @@ def extract(backbone: nn.Module, loader, device: torch.device) -> tuple[torch.Te
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--device", default=None)
     args = parser.parse_args()
     device = cu.get_device(args.device, verbose=False)
     header("ResNet18 feature extraction on ants/bees: cached features vs recomputed every epoch", device)
     model = cu.resnet18_transfer(2, allow_random=True, progress=False, verbose=False).to(device)
-    print(f"weights: {'pretrained ImageNet' if model.pretrained else 'RANDOM (pretrained unavailable; timing only)'}")
-    eval_tf = cu.data.default_transforms()[1]  # resize + centre crop: deterministic, so features can be cached
+    print(
+        f"weights: {'pretrained ImageNet' if model.pretrained else 'RANDOM (pretrained unavailable; timing only)'}"
+    )
+    eval_tf = cu.data.default_transforms()[
+        1
+    ]  # resize + centre crop: deterministic, so features can be cached
     bundle = cu.data.hymenoptera(batch_size=32, transform=eval_tf, train_transform=eval_tf)
     loss_fn = nn.CrossEntropyLoss()
 
@@ -47,8 +53,15 @@ def main() -> None:
     optimizer = torch.optim.SGD(model.fc.parameters(), lr=1e-3, momentum=0.9)
     sync(device)
     start = time.perf_counter()
-    cu.fit(model, bundle.train, epochs=args.epochs, optimizer=optimizer, loss_fn=loss_fn, progress=False,
-           verbose=False)
+    cu.fit(
+        model,
+        bundle.train,
+        epochs=args.epochs,
+        optimizer=optimizer,
+        loss_fn=loss_fn,
+        progress=False,
+        verbose=False,
+    )
     sync(device)
     recompute = (time.perf_counter() - start) / args.epochs
 
@@ -73,9 +86,13 @@ def main() -> None:
     sync(device)
     cached_epoch = (time.perf_counter() - start) / args.epochs
     print(f"recompute every epoch: {recompute:8.3f} s/epoch ({len(labels)} images)")
-    print(f"cached features:       {cached_epoch:8.4f} s/epoch after a one-time {cache_cost:.2f} s extraction")
-    print(f"ratio per epoch: {recompute / cached_epoch:,.0f}x; "
-          f"{args.epochs} epochs in total: {recompute * args.epochs / (cache_cost + cached_epoch * args.epochs):.1f}x")
+    print(
+        f"cached features:       {cached_epoch:8.4f} s/epoch after a one-time {cache_cost:.2f} s extraction"
+    )
+    print(
+        f"ratio per epoch: {recompute / cached_epoch:,.0f}x; "
+        f"{args.epochs} epochs in total: {recompute * args.epochs / (cache_cost + cached_epoch * args.epochs):.1f}x"
+    )
 
 
 if __name__ == "__main__":

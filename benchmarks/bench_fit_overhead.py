@@ -20,7 +20,9 @@ from torch import nn
 import course_utils as cu
 
 
-def minimal_loop(model: nn.Module, loader, optimizer, loss_fn, device: torch.device, check: bool = False) -> None:
+def minimal_loop(
+    model: nn.Module, loader, optimizer, loss_fn, device: torch.device, check: bool = False
+) -> None:
     model.train()
     for images, labels in loader:
         images, labels = images.to(device), labels.to(device)
@@ -46,11 +48,15 @@ def main() -> None:
     loss_fn = nn.CrossEntropyLoss()
     runs = {
         "minimal loop": lambda: minimal_loop(model, bundle.train, optimizer, loss_fn, device),
-        "minimal loop + NaN check": lambda: minimal_loop(model, bundle.train, optimizer, loss_fn, device, check=True),
-        "cu.fit (progress=False)": lambda: cu.fit(model, bundle.train, epochs=1, optimizer=optimizer,
-                                                  loss_fn=loss_fn, progress=False, verbose=False),
-        "cu.fit (progress bar)": lambda: cu.fit(model, bundle.train, epochs=1, optimizer=optimizer,
-                                                loss_fn=loss_fn, progress=True, verbose=False),
+        "minimal loop + NaN check": lambda: minimal_loop(
+            model, bundle.train, optimizer, loss_fn, device, check=True
+        ),
+        "cu.fit (progress=False)": lambda: cu.fit(
+            model, bundle.train, epochs=1, optimizer=optimizer, loss_fn=loss_fn, progress=False, verbose=False
+        ),
+        "cu.fit (progress bar)": lambda: cu.fit(
+            model, bundle.train, epochs=1, optimizer=optimizer, loss_fn=loss_fn, progress=True, verbose=False
+        ),
     }
     runs["minimal loop"]()  # warm-up: first-call allocations and kernel selection
     times: dict[str, list[float]] = {name: [] for name in runs}
@@ -60,8 +66,10 @@ def main() -> None:
     base = statistics.median(times["minimal loop"])
     for name, values in times.items():
         median = statistics.median(values)
-        print(f"{name:<26} median {median:6.2f} s  ({args.images / median:,.0f} images/s)  "
-              f"overhead {100 * (median / base - 1):+5.1f}%")
+        print(
+            f"{name:<26} median {median:6.2f} s  ({args.images / median:,.0f} images/s)  "
+            f"overhead {100 * (median / base - 1):+5.1f}%"
+        )
 
 
 if __name__ == "__main__":

@@ -16,9 +16,11 @@ def header(title: str, device: torch.device) -> None:
     """Print what is measured and on what: device, CPU, torch version, thread count, bf16 support."""
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "-"
     print(f"== {title} ==")
-    print(f"device: {device} (GPU: {gpu}); cpu: {platform.processor() or platform.machine()}; "
-          f"torch {torch.__version__}; threads {torch.get_num_threads()}; "
-          f"native bf16 on this device: {cu.bf16_supported(device)}; data: {cu.config.data_dir()}")
+    print(
+        f"device: {device} (GPU: {gpu}); cpu: {platform.processor() or platform.machine()}; "
+        f"torch {torch.__version__}; threads {torch.get_num_threads()}; "
+        f"native bf16 on this device: {cu.bf16_supported(device)}; data: {cu.config.data_dir()}"
+    )
 
 
 def sync(device: torch.device) -> None:

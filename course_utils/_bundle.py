@@ -62,9 +62,15 @@ def _split(n: int, val_fraction: float, subset: int | None, seed: int) -> tuple[
     return order[n_val:], order[:n_val]
 
 
-def _dataloader(dataset: Dataset, indices: list[int], *, batch_size: int, shuffle: bool, seed: int,
-                num_workers: int) -> DataLoader:
+def _dataloader(
+    dataset: Dataset, indices: list[int], *, batch_size: int, shuffle: bool, seed: int, num_workers: int
+) -> DataLoader:
     """A DataLoader over ``dataset[indices]`` with its own seeded shuffling (the per-sample path)."""
-    return DataLoader(Subset(dataset, indices), batch_size=batch_size, shuffle=shuffle,
-                      generator=torch.Generator().manual_seed(seed), num_workers=num_workers,
-                      pin_memory=torch.cuda.is_available())
+    return DataLoader(
+        Subset(dataset, indices),
+        batch_size=batch_size,
+        shuffle=shuffle,
+        generator=torch.Generator().manual_seed(seed),
+        num_workers=num_workers,
+        pin_memory=torch.cuda.is_available(),
+    )

@@ -98,7 +98,9 @@ def check_labels(outputs: torch.Tensor, labels: torch.Tensor) -> None:
     class probabilities (float, the same shape as the outputs) are accepted too.
     """
     if outputs.ndim != 2:
-        raise ValueError(f"the model should output (batch, num_classes) scores, got shape {tuple(outputs.shape)}")
+        raise ValueError(
+            f"the model should output (batch, num_classes) scores, got shape {tuple(outputs.shape)}"
+        )
     batch, classes = outputs.shape
     if labels.is_floating_point():
         if labels.shape == outputs.shape:
@@ -119,8 +121,9 @@ def check_labels(outputs: torch.Tensor, labels: torch.Tensor) -> None:
             f"the same batch (and that no view(-1, ...) changed the batch size)."
         )
     if labels.dtype != torch.long:
-        raise ValueError(f"the labels are {labels.dtype}, but the loss needs torch.long class indices: use "
-                         "labels.long().")
+        raise ValueError(
+            f"the labels are {labels.dtype}, but the loss needs torch.long class indices: use labels.long()."
+        )
     low, top = int(labels.min()), int(labels.max())
     if low < 0:
         raise ValueError(f"the labels include {low}, but class indices start at 0.")
@@ -146,6 +149,8 @@ def check_optimizer(model: nn.Module, optimizer: torch.optim.Optimizer) -> int:
         )
     model_ids = {id(p) for p in model.parameters()}
     if not any(id(p) in model_ids for p in params):
-        raise ValueError("the optimizer's parameters do not belong to this model; build the optimizer from "
-                         "model.parameters() after creating the model you pass to fit")
+        raise ValueError(
+            "the optimizer's parameters do not belong to this model; build the optimizer from "
+            "model.parameters() after creating the model you pass to fit"
+        )
     return trainable

@@ -81,10 +81,14 @@ def download_file(
             if expected is not None and size != int(expected):
                 raise DownloadError(f"{url}: truncated download ({size} of {expected} bytes)")
             if md5 is not None and (got := md5sum(tmp)) != md5:
-                raise DownloadError(f"{url}: checksum mismatch (MD5 {got}, expected {md5}); the file is corrupt")
+                raise DownloadError(
+                    f"{url}: checksum mismatch (MD5 {got}, expected {md5}); the file is corrupt"
+                )
             if sha256_prefix is not None and not (got := _sha256(tmp)).startswith(sha256_prefix):
-                raise DownloadError(f"{url}: checksum mismatch (SHA-256 {got[:12]}..., expected "
-                                    f"{sha256_prefix}...); the file is corrupt")
+                raise DownloadError(
+                    f"{url}: checksum mismatch (SHA-256 {got[:12]}..., expected "
+                    f"{sha256_prefix}...); the file is corrupt"
+                )
             tmp.replace(dest)
             return dest
         except (OSError, urllib.error.URLError, DownloadError) as exc:  # URLError, timeouts, resets
@@ -130,10 +134,14 @@ def safe_extract_zip(archive: Path, dest_parent: Path, top: str) -> Path:
                 for member in zf.namelist():
                     target = (tmp / member).resolve()
                     if not target.is_relative_to(tmp):
-                        raise DownloadError(f"{archive} holds an unsafe path {member!r}; refusing to extract it")
+                        raise DownloadError(
+                            f"{archive} holds an unsafe path {member!r}; refusing to extract it"
+                        )
                 zf.extractall(tmp)
         except zipfile.BadZipFile as exc:
-            raise DownloadError(f"{archive} is not a valid zip file ({exc}); delete it and try again") from exc
+            raise DownloadError(
+                f"{archive} is not a valid zip file ({exc}); delete it and try again"
+            ) from exc
         if not (tmp / top).is_dir():
             raise DownloadError(f"{archive} does not contain the expected folder {top!r}")
         final = dest_parent / top

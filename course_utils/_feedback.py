@@ -38,8 +38,10 @@ _PLACEHOLDERS = (None, ...)
 def unanswered(value: Any) -> bool:
     """True (after printing a nudge) when the learner has not replaced the placeholder yet."""
     if any(value is p for p in _PLACEHOLDERS):
-        print("❌ Not yet: there is no answer yet. Replace the placeholder (None or ...) with your answer, "
-              "then run the cell again.")
+        print(
+            "❌ Not yet: there is no answer yet. Replace the placeholder (None or ...) with your answer, "
+            "then run the cell again."
+        )
         return True
     return False
 

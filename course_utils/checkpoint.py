@@ -112,7 +112,8 @@ def load_checkpoint(
         origin = f" It was saved from a model of class {saved_from}." if saved_from else ""
         raise CheckpointError(
             f"{path} does not fit this {type(model).__name__}: it comes from another architecture.{origin}\n  "
-            + "\n  ".join(problems) + "\nCreate the same model class (with the same arguments) before loading."
+            + "\n  ".join(problems)
+            + "\nCreate the same model class (with the same arguments) before loading."
         )
     model.load_state_dict(state)
     if optimizer is not None and payload.get("optimizer") is not None:
@@ -129,8 +130,11 @@ def _mismatches(model: nn.Module, state: dict[str, torch.Tensor]) -> list[str]:
 
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
-    shapes = [f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"
-              for k, v in state.items() if k in own and own[k].shape != v.shape]
+    shapes = [
+        f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"
+        for k, v in state.items()
+        if k in own and own[k].shape != v.shape
+    ]
     problems = []
     if missing:
         problems.append(f"missing in the checkpoint: {listed(missing)}")

@@ -30,8 +30,16 @@ __all__ = [
 
 
 _CONV_CASES = [  # (size, kernel_size, stride, padding, dilation)
-    (28, 3, 1, 0, 1), (28, 5, 1, 2, 1), (28, 5, 2, 0, 1), (32, 3, 2, 1, 1), (224, 7, 2, 3, 1),
-    (7, 3, 1, 1, 1), (10, 3, 3, 0, 1), (15, 3, 1, 0, 2), (16, 3, 2, 2, 2), (5, 5, 1, 0, 1),
+    (28, 3, 1, 0, 1),
+    (28, 5, 1, 2, 1),
+    (28, 5, 2, 0, 1),
+    (32, 3, 2, 1, 1),
+    (224, 7, 2, 3, 1),
+    (7, 3, 1, 1, 1),
+    (10, 3, 3, 0, 1),
+    (15, 3, 1, 0, 2),
+    (16, 3, 2, 2, 2),
+    (5, 5, 1, 0, 1),
 ]
 
 
@@ -54,11 +62,15 @@ def check_conv_output_size(fn: Callable[..., Any]) -> bool:
             return False
         if number(answer) != conv_output_size(size, k, stride, padding, dilation):
             extras = {"stride": stride, "padding": padding, "dilation": dilation}
-            args = ", ".join([f"size={size}", f"kernel_size={k}"]
-                             + [f"{key}={v}" for key, v in extras.items() if v != defaults[key]])
-            return failed(f"for {args} you returned {answer!r}. Remember that padding is added on both "
-                           "sides, dilation spreads the kernel over dilation*(k-1)+1 pixels, and the "
-                           "division by the stride is rounded down.")
+            args = ", ".join(
+                [f"size={size}", f"kernel_size={k}"]
+                + [f"{key}={v}" for key, v in extras.items() if v != defaults[key]]
+            )
+            return failed(
+                f"for {args} you returned {answer!r}. Remember that padding is added on both "
+                "sides, dilation spreads the kernel over dilation*(k-1)+1 pixels, and the "
+                "division by the stride is rounded down."
+            )
     return passed(f"your formula matches PyTorch on all {len(_CONV_CASES)} cases.")
 
 
@@ -82,22 +94,28 @@ def check_output_shape(answer: Sequence[int], layer: nn.Module, input_shape: Seq
     try:
         given = tuple(int(v) for v in answer)
     except (TypeError, ValueError):
-        return failed(f"give the shape as a tuple of integers, like {tuple(input_shape)}; "
-                       f"you gave {answer!r}.")
+        return failed(
+            f"give the shape as a tuple of integers, like {tuple(input_shape)}; you gave {answer!r}."
+        )
     if given == expected:
         return passed(f"the output shape is {expected}.")
     if len(given) != len(expected):
-        return failed(f"your shape has {len(given)} dimensions but the output has {len(expected)}; "
-                       "remember the batch dimension comes first.")
+        return failed(
+            f"your shape has {len(given)} dimensions but the output has {len(expected)}; "
+            "remember the batch dimension comes first."
+        )
     wrong = [i for i, (g, e) in enumerate(zip(given, expected, strict=True)) if g != e]
     names = {0: "batch", 1: "channels"}
     where = ", ".join(names.get(i, f"dimension {i} (spatial)") for i in wrong)
-    return failed(f"{where} not right yet. The batch size does not change, the channels come from the "
-                   "layer's out_channels, and height/width follow the output-size formula.")
+    return failed(
+        f"{where} not right yet. The batch size does not change, the channels come from the "
+        "layer's out_channels, and height/width follow the output-size formula."
+    )
 
 
-def check_conv_params(answer: int, in_channels: int, out_channels: int, kernel_size: int | tuple[int, int],
-                      bias: bool = True) -> bool:
+def check_conv_params(
+    answer: int, in_channels: int, out_channels: int, kernel_size: int | tuple[int, int], bias: bool = True
+) -> bool:
     """Check the number of parameters of ``nn.Conv2d(in_channels, out_channels, kernel_size, bias=bias)``.
 
     Args:
@@ -117,18 +135,24 @@ def check_conv_params(answer: int, in_channels: int, out_channels: int, kernel_s
     expected = weights + (out_channels if bias else 0)
     value = number(answer)
     if value == expected:
-        return passed(f"{out_channels} filters × {in_channels}×{kh}×{kw} weights"
-                       + (f" + {out_channels} biases" if bias else "") + f" = {expected:,} parameters.")
+        return passed(
+            f"{out_channels} filters × {in_channels}×{kh}×{kw} weights"
+            + (f" + {out_channels} biases" if bias else "")
+            + f" = {expected:,} parameters."
+        )
     if bias and value == weights:
         return failed("the weights look right; did you count the biases (one per output channel)?")
     if not bias and value == expected + out_channels:
         return failed("this layer has bias=False, so there are no bias parameters to count.")
-    return failed(f"each output channel has one filter with in_channels × {kh} × {kw} weights (one per "
-                   "input channel and kernel position), plus one bias when bias=True.")
+    return failed(
+        f"each output channel has one filter with in_channels × {kh} × {kw} weights (one per "
+        "input channel and kernel position), plus one bias when bias=True."
+    )
 
 
-def check_flatten_features(answer: int, model_or_layers: nn.Module | Iterable[nn.Module],
-                           input_shape: Sequence[int]) -> bool:
+def check_flatten_features(
+    answer: int, model_or_layers: nn.Module | Iterable[nn.Module], input_shape: Sequence[int]
+) -> bool:
     """Check the number of features after flattening the output of some layers (per image).
 
     Args:
@@ -154,9 +178,11 @@ def check_flatten_features(answer: int, model_or_layers: nn.Module | Iterable[nn
         return passed(f"the output {tuple(out.shape)} flattens to {expected:,} features per image.")
     if value == out.numel() and shape[0] != 1:
         return failed("count the features of one image: the batch dimension stays separate when flattening.")
-    return failed("the flattened size is channels × height × width of the last feature maps. Work out the "
-                   "shape after each layer (pooling divides height and width), or print the shape of a dummy "
-                   "input passed through the layers.")
+    return failed(
+        "the flattened size is channels × height × width of the last feature maps. Work out the "
+        "shape after each layer (pooling divides height and width), or print the shape of a dummy "
+        "input passed through the layers."
+    )
 
 
 def check_conv2d_manual(fn: Callable[[torch.Tensor, torch.Tensor], Any]) -> bool:
@@ -180,17 +206,23 @@ def check_conv2d_manual(fn: Callable[[torch.Tensor, torch.Tensor], Any]) -> bool
         except Exception as exc:
             return raised(exc)
         if result.shape != expected.shape:
-            return failed(f"for an image {(h, w)} and a kernel {(kh, kw)} your output has shape "
-                           f"{tuple(result.shape)}. Without padding the kernel may only sit where it fits "
-                           "entirely inside the image.")
+            return failed(
+                f"for an image {(h, w)} and a kernel {(kh, kw)} your output has shape "
+                f"{tuple(result.shape)}. Without padding the kernel may only sit where it fits "
+                "entirely inside the image."
+            )
         if not torch.allclose(result, expected, atol=1e-5):
             flipped = F.conv2d(image[None, None], kernel.flip(0, 1)[None, None])[0, 0]
             if torch.allclose(result, flipped, atol=1e-5):
-                return failed("you flipped the kernel. PyTorch's conv2d computes a cross-correlation: it "
-                               "does not flip the kernel.")
-            return failed("the shape is right but the values differ. At each position multiply the window "
-                           "under the kernel element by element with the kernel and sum (PyTorch's conv2d "
-                           "does not flip the kernel).")
+                return failed(
+                    "you flipped the kernel. PyTorch's conv2d computes a cross-correlation: it "
+                    "does not flip the kernel."
+                )
+            return failed(
+                "the shape is right but the values differ. At each position multiply the window "
+                "under the kernel element by element with the kernel and sum (PyTorch's conv2d "
+                "does not flip the kernel)."
+            )
     return passed("your function matches F.conv2d.")
 
 
@@ -232,15 +264,20 @@ def check_kernel(answer: Any, name: str) -> bool:
     if name == "horizontal_edges":
         vertical, horizontal = horizontal, vertical  # the edge to find, and the one to ignore
     # Strongest response anywhere on each step image (valid positions only, so borders add no edges).
-    wanted, other = (float(F.conv2d(img[None, None], k[None, None]).abs().max())
-                     for img in (vertical, horizontal))
+    wanted, other = (
+        float(F.conv2d(img[None, None], k[None, None]).abs().max()) for img in (vertical, horizontal)
+    )
     edge = "vertical" if name == "vertical_edges" else "horizontal"
     if wanted < 0.2 * magnitude:
-        return failed(f"your kernel barely responds to a {edge} edge: it should compare the pixels on one "
-                       "side of the edge with those on the other.")
+        return failed(
+            f"your kernel barely responds to a {edge} edge: it should compare the pixels on one "
+            "side of the edge with those on the other."
+        )
     if other > 0.25 * wanted:
-        return failed(f"your kernel also responds to edges that are not {edge}; make it change in one "
-                       "direction only and stay the same along the edge.")
+        return failed(
+            f"your kernel also responds to edges that are not {edge}; make it change in one "
+            "direction only and stay the same along the edge."
+        )
     return passed(f"it sums to 0 and responds to {edge} edges but not to the others.")
 
 
@@ -264,8 +301,9 @@ def check_trainable(model: nn.Module, expected_trainable_names: Sequence[str]) -
     if missing:
         return failed(f"the model has no parameters under {missing}; did you replace or rename that layer?")
     frozen = sorted({p for p in prefixes for n, t in params if under(n, p) and not t.requires_grad})
-    extra = sorted({n.split(".")[0] for n, t in params
-                    if t.requires_grad and not any(under(n, p) for p in prefixes)})
+    extra = sorted(
+        {n.split(".")[0] for n, t in params if t.requires_grad and not any(under(n, p) for p in prefixes)}
+    )
     if not frozen and not extra:
         count = sum(t.numel() for _, t in params if t.requires_grad)
         total = sum(t.numel() for _, t in params)
@@ -275,8 +313,10 @@ def check_trainable(model: nn.Module, expected_trainable_names: Sequence[str]) -
         problems.append(f"{frozen} should be trainable but some of their parameters are frozen")
     if extra:
         problems.append(f"{extra} should be frozen but still have requires_grad=True")
-    return failed("; ".join(problems) + ". Set requires_grad on the parameters, e.g. with a loop over "
-                   "model.named_parameters() (a newly created layer is trainable by default).")
+    return failed(
+        "; ".join(problems) + ". Set requires_grad on the parameters, e.g. with a loop over "
+        "model.named_parameters() (a newly created layer is trainable by default)."
+    )
 
 
 def check_accuracy(acc: float, threshold: float) -> bool:
@@ -296,8 +336,10 @@ def check_accuracy(acc: float, threshold: float) -> bool:
         return failed(f"give the accuracy as a fraction between 0 and 1 (0.9 for 90%); you gave {acc!r}.")
     if value >= threshold - 1e-6:  # float32 accuracies such as 0.9 are stored as 0.8999999762
         return passed(f"accuracy {value:.1%} reaches the {threshold:.1%} target.")
-    return failed(f"accuracy {value:.1%} is below the {threshold:.1%} target. Try training longer, another "
-                   "learning rate, or the improvements from this notebook.")
+    return failed(
+        f"accuracy {value:.1%} is below the {threshold:.1%} target. Try training longer, another "
+        "learning rate, or the improvements from this notebook."
+    )
 
 
 def check_equal(answer: Any, expected: Any, *, hint: str) -> bool:

@@ -36,7 +36,6 @@ FASHION_MEAN, FASHION_STD = (0.2860,), (0.3530,)
 SMOKE_TRAIN, SMOKE_TEST = 2048, 1024  # images kept in smoke mode: enough to see learning, seconds to run
 
 
-
 # ---------------------------------------------------------------------------------------------------------
 # Finding and downloading the files
 # ---------------------------------------------------------------------------------------------------------
@@ -125,28 +124,48 @@ def _idx_dataset(
             "Numbers from this run say nothing about the real dataset.",
             stacklevel=3,
         )
-        print(f"!!! SMOKE MODE: {cls.__name__} is missing; SYNTHETIC rendered digits stand in for it, "
-              f"in {root / cls.__name__ / 'raw'} !!!")
-        source, classes = f"SYNTHETIC rendered digits standing in for {cls.__name__} (smoke mode)", [str(i) for i in range(10)]
+        print(
+            f"!!! SMOKE MODE: {cls.__name__} is missing; SYNTHETIC rendered digits stand in for it, "
+            f"in {root / cls.__name__ / 'raw'} !!!"
+        )
+        source, classes = (
+            f"SYNTHETIC rendered digits standing in for {cls.__name__} (smoke mode)",
+            [str(i) for i in range(10)],
+        )
     (x_train, y_train), (x_test, y_test) = _load_idx(cls, root, True), _load_idx(cls, root, False)
 
     train_idx, val_idx = _split(len(x_train), val_fraction, subset, seed)
     test_idx = torch.arange(len(x_test) if test_subset is None else min(test_subset, len(x_test)))
     use_fast = transform is None if fast is None else fast
     if use_fast and transform is not None:
-        raise ValueError("fast=True keeps data as tensors and cannot apply a per-sample transform; pass fast=False")
+        raise ValueError(
+            "fast=True keeps data as tensors and cannot apply a per-sample transform; pass fast=False"
+        )
     if use_fast:
         device = torch.device(device) if device is not None else _default_device()
 
         def fast_loader(x: torch.Tensor, y: torch.Tensor, train: bool) -> TensorLoader:
-            return TensorLoader(x, y, batch_size=batch_size, shuffle=train, mean=mean, std=std,
-                                max_shift=2 if (augment and train) else 0, device=device, seed=seed)
+            return TensorLoader(
+                x,
+                y,
+                batch_size=batch_size,
+                shuffle=train,
+                mean=mean,
+                std=std,
+                max_shift=2 if (augment and train) else 0,
+                device=device,
+                seed=seed,
+            )
 
         return DataBundle(
             train=fast_loader(x_train[train_idx], y_train[train_idx], True),
             val=fast_loader(x_train[val_idx], y_train[val_idx], False) if len(val_idx) else None,
             test=fast_loader(x_test[test_idx], y_test[test_idx], False),
-            classes=classes, mean=mean, std=std, source=source + f" (in-memory tensors on {device})", root=root,
+            classes=classes,
+            mean=mean,
+            std=std,
+            source=source + f" (in-memory tensors on {device})",
+            root=root,
         )
 
     # The classic path: a torchvision dataset with per-sample PIL transforms, batched by a DataLoader.
@@ -155,16 +174,22 @@ def _idx_dataset(
     shift = [transforms.RandomAffine(0, translate=(2 / 28, 2 / 28))] if augment else []
     train_tf = transform or transforms.Compose(shift + base)
 
-    def torch_loader(train_split: bool, tf: Any, idx: torch.Tensor, shuffle: bool) -> torch.utils.data.DataLoader:
+    def torch_loader(
+        train_split: bool, tf: Any, idx: torch.Tensor, shuffle: bool
+    ) -> torch.utils.data.DataLoader:
         ds = cls(str(root), train=train_split, transform=tf, download=False)
-        return _dataloader(ds, idx.tolist(), batch_size=batch_size, shuffle=shuffle, seed=seed,
-                           num_workers=num_workers)
+        return _dataloader(
+            ds, idx.tolist(), batch_size=batch_size, shuffle=shuffle, seed=seed, num_workers=num_workers
+        )
 
     return DataBundle(
         train=torch_loader(True, train_tf, train_idx, True),
         val=torch_loader(True, eval_tf, val_idx, False) if len(val_idx) else None,
         test=torch_loader(False, eval_tf, test_idx, False),
-        classes=classes, mean=mean, std=std, source=source + " (torchvision DataLoader, per-sample transforms)",
+        classes=classes,
+        mean=mean,
+        std=std,
+        source=source + " (torchvision DataLoader, per-sample transforms)",
         root=root,
     )
 
@@ -173,6 +198,8 @@ def _default_device() -> torch.device:
     from .utils import get_device
 
     return get_device(verbose=False)
+
+
 def mnist(
     *,
     batch_size: int = 64,
@@ -211,9 +238,23 @@ def mnist(
     Raises:
         DatasetNotFoundError: The files are missing and could not be downloaded (outside smoke mode).
     """
-    return _idx_dataset(datasets.MNIST, MNIST_MEAN, MNIST_STD, batch_size=batch_size, val_fraction=val_fraction,
-                        subset=subset, test_subset=test_subset, augment=augment, fast=fast, transform=transform,
-                        device=device, seed=seed, num_workers=num_workers, data_dir=data_dir, download=download)
+    return _idx_dataset(
+        datasets.MNIST,
+        MNIST_MEAN,
+        MNIST_STD,
+        batch_size=batch_size,
+        val_fraction=val_fraction,
+        subset=subset,
+        test_subset=test_subset,
+        augment=augment,
+        fast=fast,
+        transform=transform,
+        device=device,
+        seed=seed,
+        num_workers=num_workers,
+        data_dir=data_dir,
+        download=download,
+    )
 
 
 def fashion_mnist(
@@ -232,11 +273,23 @@ def fashion_mnist(
     download: bool = True,
 ) -> DataBundle:
     """Fashion-MNIST clothing images (28x28 grey, 10 classes); the same options as :func:`mnist`."""
-    return _idx_dataset(datasets.FashionMNIST, FASHION_MEAN, FASHION_STD, batch_size=batch_size,
-                        val_fraction=val_fraction, subset=subset, test_subset=test_subset, augment=augment, fast=fast,
-                        transform=transform, device=device, seed=seed, num_workers=num_workers, data_dir=data_dir,
-                        download=download)
-
+    return _idx_dataset(
+        datasets.FashionMNIST,
+        FASHION_MEAN,
+        FASHION_STD,
+        batch_size=batch_size,
+        val_fraction=val_fraction,
+        subset=subset,
+        test_subset=test_subset,
+        augment=augment,
+        fast=fast,
+        transform=transform,
+        device=device,
+        seed=seed,
+        num_workers=num_workers,
+        data_dir=data_dir,
+        download=download,
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -255,11 +308,15 @@ def dataset_status(root: Path | None = None) -> dict[str, bool]:
 
     def has_idx(cls: type[datasets.MNIST]) -> bool:
         raw = root / cls.__name__ / "raw"
-        return all((raw / gz.removesuffix(".gz")).is_file() or (raw / gz).is_file() for gz, _ in _idx_files(cls))
+        return all(
+            (raw / gz.removesuffix(".gz")).is_file() or (raw / gz).is_file() for gz, _ in _idx_files(cls)
+        )
 
     folder = root / HYMENOPTERA_DIR
     return {
         "MNIST": has_idx(datasets.MNIST),
         "FashionMNIST": has_idx(datasets.FashionMNIST),
-        "hymenoptera": all((folder / split / cls).is_dir() for split in ("train", "val") for cls in ("ants", "bees")),
+        "hymenoptera": all(
+            (folder / split / cls).is_dir() for split in ("train", "val") for cls in ("ants", "bees")
+        ),
     }

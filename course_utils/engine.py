@@ -85,8 +85,9 @@ def train_one_epoch(
         correct += hits(outputs, labels)
         if progress is not None:
             if step % 50 == 0 or step == 1:
-                progress.set_postfix(loss=f"{loss_sum.item() / n:.4f}", acc=f"{correct.item() / n:.2%}",
-                                     refresh=False)
+                progress.set_postfix(
+                    loss=f"{loss_sum.item() / n:.4f}", acc=f"{correct.item() / n:.2%}", refresh=False
+                )
             progress.update(1)
     if n == 0:
         raise ValueError("the training loader yielded no batches; is the dataset empty?")
@@ -122,18 +123,26 @@ def evaluate(
     n = 0
     with eval_mode(model):  # every submodule gets its own mode back afterwards
         for step, (images, labels) in enumerate(loader):
-            outputs, labels = forward(model, images, labels, device, precision, channels_last, first=step == 0)
+            outputs, labels = forward(
+                model, images, labels, device, precision, channels_last, first=step == 0
+            )
             if loss_fn is not None:
                 loss_sum += loss_fn(outputs.float(), labels) * labels.shape[0]
             correct += hits(outputs, labels)
             n += labels.shape[0]
     if n == 0:
         raise ValueError("the loader yielded no batches; is the dataset empty?")
-    return {"loss": loss_sum.item() / n if loss_fn is not None else math.nan, "acc": correct.item() / n, "n": n}
+    return {
+        "loss": loss_sum.item() / n if loss_fn is not None else math.nan,
+        "acc": correct.item() / n,
+        "n": n,
+    }
 
 
 @torch.no_grad()
-def predict(model: nn.Module, data: Iterable | torch.Tensor, *, device: torch.device | str | None = None) -> Predictions:
+def predict(
+    model: nn.Module, data: Iterable | torch.Tensor, *, device: torch.device | str | None = None
+) -> Predictions:
     """Predict classes for a loader of ``(images, labels)`` batches or for one tensor of images.
 
     Args:
@@ -185,7 +194,9 @@ def _scheduler_step(scheduler: Any, scheduler_step: str | None) -> str | None:
     if scheduler_step not in {"batch", "epoch"}:
         raise ValueError(f"scheduler_step must be 'batch' or 'epoch', got {scheduler_step!r}")
     if scheduler_step == "batch" and isinstance(scheduler, _PLATEAU):
-        raise ValueError("ReduceLROnPlateau steps on the validation loss once per epoch: use scheduler_step='epoch'")
+        raise ValueError(
+            "ReduceLROnPlateau steps on the validation loss once per epoch: use scheduler_step='epoch'"
+        )
     return scheduler_step
 
 
@@ -263,29 +274,50 @@ def fit(
     history = History(label=label, precision=precision)
     best_state = None
     if verbose:
-        stepping = f"; {type(scheduler).__name__} steps after every {step_every}" if scheduler is not None else ""
-        print(f"Training {type(model).__name__} ({trainable:,} trainable parameters) on {device} for {epochs} "
-              f"epoch(s), precision {precision}{', channels_last' if channels_last else ''}{stepping}.")
+        stepping = (
+            f"; {type(scheduler).__name__} steps after every {step_every}" if scheduler is not None else ""
+        )
+        print(
+            f"Training {type(model).__name__} ({trainable:,} trainable parameters) on {device} for {epochs} "
+            f"epoch(s), precision {precision}{', channels_last' if channels_last else ''}{stepping}."
+        )
     with kept_modes(model):
         last_good = None if keep_best else _snapshot(model)  # finite weights to fall back on after a NaN
         try:
             for epoch in range(1, epochs + 1):
                 start = time.perf_counter()
                 total = len(train_loader) if hasattr(train_loader, "__len__") else None
-                with tqdm(total=total, desc=f"epoch {epoch}/{epochs}", leave=False, disable=not progress) as bar:
+                with tqdm(
+                    total=total, desc=f"epoch {epoch}/{epochs}", leave=False, disable=not progress
+                ) as bar:
                     train = train_one_epoch(
-                        model, train_loader, optimizer=optimizer, loss_fn=loss_fn, device=device,
-                        scheduler=scheduler if step_every == "batch" else None, precision=precision,
-                        channels_last=channels_last, progress=bar, epoch=epoch,
+                        model,
+                        train_loader,
+                        optimizer=optimizer,
+                        loss_fn=loss_fn,
+                        device=device,
+                        scheduler=scheduler if step_every == "batch" else None,
+                        precision=precision,
+                        channels_last=channels_last,
+                        progress=bar,
+                        epoch=epoch,
                     )
                 val = None
                 if val_loader is not None:
-                    val = evaluate(model, val_loader, loss_fn=loss_fn, device=device, precision=precision,
-                                   channels_last=channels_last)
+                    val = evaluate(
+                        model,
+                        val_loader,
+                        loss_fn=loss_fn,
+                        device=device,
+                        precision=precision,
+                        channels_last=channels_last,
+                    )
                 if step_every == "epoch":
                     scheduler.step(*([(val or train)["loss"]] if isinstance(scheduler, _PLATEAU) else []))
                 # Every number of this epoch is recorded at once, so an interrupted epoch leaves no trace.
-                history.record(train, val, lr=optimizer.param_groups[0]["lr"], seconds=time.perf_counter() - start)
+                history.record(
+                    train, val, lr=optimizer.param_groups[0]["lr"], seconds=time.perf_counter() - start
+                )
                 if keep_best and history.best_epoch == epoch:
                     best_state = _snapshot(model)
                 elif not keep_best:
@@ -295,15 +327,20 @@ def fit(
         except KeyboardInterrupt:
             history.interrupted = True
             if verbose:
-                print(f"Interrupted during epoch {history.epochs + 1}: returning the history of {history.epochs} "
-                      "completed epoch(s).")
+                print(
+                    f"Interrupted during epoch {history.epochs + 1}: returning the history of {history.epochs} "
+                    "completed epoch(s)."
+                )
         except NonFiniteLossError as exc:
             exc.history = history  # type: ignore[attr-defined]
-            if best_state is None and not all(torch.isfinite(v).all() for v in model.state_dict().values()
-                                              if v.is_floating_point()):
+            if best_state is None and not all(
+                torch.isfinite(v).all() for v in model.state_dict().values() if v.is_floating_point()
+            ):
                 model.load_state_dict(last_good)
-                print(f"The weights had become non-finite: restored those after epoch {history.epochs} "
-                      f"({'the initial weights' if history.epochs == 0 else 'the last completed epoch'}).")
+                print(
+                    f"The weights had become non-finite: restored those after epoch {history.epochs} "
+                    f"({'the initial weights' if history.epochs == 0 else 'the last completed epoch'})."
+                )
             _restore_best(model, best_state, history, verbose)
             raise
     _restore_best(model, best_state, history, verbose)
@@ -315,5 +352,7 @@ def _restore_best(model: nn.Module, best_state: dict | None, history: History, v
         return
     model.load_state_dict(best_state)
     if verbose:
-        print(f"Restored the best weights: epoch {history.best_epoch}, "
-              f"val_acc {history.val_acc[history.best_epoch - 1]:.2%}.")
+        print(
+            f"Restored the best weights: epoch {history.best_epoch}, "
+            f"val_acc {history.val_acc[history.best_epoch - 1]:.2%}."
+        )

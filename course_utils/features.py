@@ -14,8 +14,13 @@ from .utils import eval_mode
 __all__ = ["show_filters", "show_feature_maps"]
 
 
-def show_filters(weights_or_layer: nn.Module | torch.Tensor, *, ncols: int = 8, max_filters: int = 64,
-                 title: str | None = None) -> Figure:
+def show_filters(
+    weights_or_layer: nn.Module | torch.Tensor,
+    *,
+    ncols: int = 8,
+    max_filters: int = 64,
+    title: str | None = None,
+) -> Figure:
     """Show the filters of a conv layer, each scaled to its own range.
 
     Args:
@@ -51,8 +56,15 @@ def show_filters(weights_or_layer: nn.Module | torch.Tensor, *, ncols: int = 8, 
     return fig
 
 
-def show_feature_maps(model: nn.Module, layer: nn.Module, image: torch.Tensor, *, ncols: int = 8,
-                      max_maps: int = 32, title: str | None = None) -> Figure:
+def show_feature_maps(
+    model: nn.Module,
+    layer: nn.Module,
+    image: torch.Tensor,
+    *,
+    ncols: int = 8,
+    max_maps: int = 32,
+    title: str | None = None,
+) -> Figure:
     """Run one image through ``model`` and show the channels that ``layer`` outputs.
 
     Args:
@@ -73,8 +85,9 @@ def show_feature_maps(model: nn.Module, layer: nn.Module, image: torch.Tensor, *
     if x.dim() == 3:
         x = x.unsqueeze(0)  # (1, C, H, W)
     if x.dim() != 4 or x.shape[0] != 1 or not x.is_floating_point():
-        raise ValueError(f"image must be one float image (C, H, W) or (1, C, H, W), "
-                         f"got {tuple(x.shape)} {x.dtype}")
+        raise ValueError(
+            f"image must be one float image (C, H, W) or (1, C, H, W), got {tuple(x.shape)} {x.dtype}"
+        )
     param = next(model.parameters(), None)
     if param is not None:
         x = x.to(device=param.device, dtype=param.dtype if param.is_floating_point() else x.dtype)

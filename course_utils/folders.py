@@ -78,10 +78,22 @@ def _with_samples(dataset: datasets.ImageFolder, samples: list[tuple[str, int]])
 def default_transforms(size: int = 224) -> tuple[Any, Any]:
     """ImageNet-style transforms: (train with random crop and flip, eval with resize and centre crop)."""
     normalize = transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)
-    train = transforms.Compose([transforms.RandomResizedCrop(size), transforms.RandomHorizontalFlip(),
-                                transforms.ToTensor(), normalize])
-    evaluate = transforms.Compose([transforms.Resize(int(size * 256 / 224)), transforms.CenterCrop(size),
-                                   transforms.ToTensor(), normalize])
+    train = transforms.Compose(
+        [
+            transforms.RandomResizedCrop(size),
+            transforms.RandomHorizontalFlip(),
+            transforms.ToTensor(),
+            normalize,
+        ]
+    )
+    evaluate = transforms.Compose(
+        [
+            transforms.Resize(int(size * 256 / 224)),
+            transforms.CenterCrop(size),
+            transforms.ToTensor(),
+            normalize,
+        ]
+    )
     return train, evaluate
 
 
@@ -139,31 +151,51 @@ def image_folder(
     test_idx = torch.randperm(len(test_ds), generator=torch.Generator().manual_seed(seed))[:subset]
 
     def loader(ds: Dataset, idx: torch.Tensor, shuffle: bool) -> DataLoader:
-        return _dataloader(ds, sorted(idx.tolist()), batch_size=batch_size, shuffle=shuffle, seed=seed,
-                           num_workers=num_workers)
+        return _dataloader(
+            ds,
+            sorted(idx.tolist()),
+            batch_size=batch_size,
+            shuffle=shuffle,
+            seed=seed,
+            num_workers=num_workers,
+        )
 
     mean, std = _normalisation(eval_tf)
     return DataBundle(
         train=loader(train_ds, train_idx, True),
         val=loader(train_eval_ds, val_idx, False) if len(val_idx) else None,
         test=loader(test_ds, test_idx, False),
-        classes=list(train_ds.classes), mean=mean, std=std, source=f"image folder {root}",
+        classes=list(train_ds.classes),
+        mean=mean,
+        std=std,
+        source=f"image folder {root}",
     )
 
 
 def _synthetic_photos(batch_size: int, seed: int) -> DataBundle:
-    warnings.warn("SMOKE MODE: the ants/bees images are not available, so SYNTHETIC coloured noise stands in. "
-                  "Numbers from this run say nothing about the real dataset.", stacklevel=3)
+    warnings.warn(
+        "SMOKE MODE: the ants/bees images are not available, so SYNTHETIC coloured noise stands in. "
+        "Numbers from this run say nothing about the real dataset.",
+        stacklevel=3,
+    )
     print("!!! SMOKE MODE: using synthetic images instead of the ants/bees set !!!")
     x_tr, y_tr = random_images(SMOKE_IMAGES, size=224, seed=seed)
     x_te, y_te = random_images(SMOKE_IMAGES, size=224, seed=seed + 1)
 
     def loader(x: torch.Tensor, y: torch.Tensor, train: bool) -> TensorLoader:
-        return TensorLoader(x, y, batch_size=batch_size, shuffle=train, mean=IMAGENET_MEAN, std=IMAGENET_STD, seed=seed)
+        return TensorLoader(
+            x, y, batch_size=batch_size, shuffle=train, mean=IMAGENET_MEAN, std=IMAGENET_STD, seed=seed
+        )
 
-    return DataBundle(train=loader(x_tr, y_tr, True), val=None, test=loader(x_te, y_te, False),
-                      classes=["ants", "bees"], mean=IMAGENET_MEAN, std=IMAGENET_STD,
-                      source="synthetic images (smoke mode)")
+    return DataBundle(
+        train=loader(x_tr, y_tr, True),
+        val=None,
+        test=loader(x_te, y_te, False),
+        classes=["ants", "bees"],
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        source="synthetic images (smoke mode)",
+    )
 
 
 def hymenoptera(
@@ -200,8 +232,10 @@ def hymenoptera(
     root = Path(data_dir) if data_dir is not None else config.data_dir()
     folder = root / HYMENOPTERA_DIR
     if not (folder / "train").is_dir():
-        hint = (f"The ants/bees set was not found in {folder}.\nDownload {HYMENOPTERA_URL} and unzip it in "
-                f"{root} (it unpacks to hymenoptera_data/train and hymenoptera_data/val), or set COURSE_DATA_DIR.")
+        hint = (
+            f"The ants/bees set was not found in {folder}.\nDownload {HYMENOPTERA_URL} and unzip it in "
+            f"{root} (it unpacks to hymenoptera_data/train and hymenoptera_data/val), or set COURSE_DATA_DIR."
+        )
         try:
             if not download:
                 raise DatasetNotFoundError(hint + "\nDownloading is switched off (download=False).")
@@ -215,5 +249,13 @@ def hymenoptera(
             if isinstance(exc, DatasetNotFoundError):
                 raise
             raise DatasetNotFoundError(f"{hint}\nDownloading failed (no network?):\n{exc}") from exc
-    return image_folder(folder, batch_size=batch_size, transform=transform, train_transform=train_transform,
-                        val_fraction=val_fraction, subset=subset, seed=seed, num_workers=num_workers)
+    return image_folder(
+        folder,
+        batch_size=batch_size,
+        transform=transform,
+        train_transform=train_transform,
+        val_fraction=val_fraction,
+        subset=subset,
+        seed=seed,
+        num_workers=num_workers,
+    )

@@ -48,7 +48,9 @@ class History:
             return None
         return max(range(len(self.val_acc)), key=self.val_acc.__getitem__) + 1
 
-    def record(self, train: dict[str, float], val: dict[str, float] | None, *, lr: float, seconds: float) -> None:
+    def record(
+        self, train: dict[str, float], val: dict[str, float] | None, *, lr: float, seconds: float
+    ) -> None:
         """Append one completed epoch's numbers (``train``/``val`` as returned by train_one_epoch/evaluate)."""
         self.train_loss.append(train["loss"])
         self.train_acc.append(train["acc"])
@@ -60,7 +62,11 @@ class History:
 
     def epoch_line(self, i: int) -> str:
         """One line of metrics for epoch index ``i`` (0-based)."""
-        val = f"  val_loss {self.val_loss[i]:.4f}  val_acc {self.val_acc[i]:.2%}" if i < len(self.val_acc) else ""
+        val = (
+            f"  val_loss {self.val_loss[i]:.4f}  val_acc {self.val_acc[i]:.2%}"
+            if i < len(self.val_acc)
+            else ""
+        )
         seconds = f"  ({self.epoch_time[i]:.1f} s)" if i < len(self.epoch_time) else ""
         return f"train_loss {self.train_loss[i]:.4f}  train_acc {self.train_acc[i]:.2%}{val}{seconds}"
 
@@ -82,8 +88,11 @@ class History:
 
     def __repr__(self) -> str:
         epochs = f"{self.epochs} epoch" + ("" if self.epochs == 1 else "s")
-        lines = [f"History({self.label or 'run'}: {epochs}, {self.total_time:.1f} s"
-                 + (", interrupted" if self.interrupted else "") + ")"]
+        lines = [
+            f"History({self.label or 'run'}: {epochs}, {self.total_time:.1f} s"
+            + (", interrupted" if self.interrupted else "")
+            + ")"
+        ]
         lines += [f"  epoch {i + 1}: {self.epoch_line(i)}" for i in range(self.epochs)]
         return "\n".join(lines)
 

@@ -28,8 +28,9 @@ __all__ = [
 ]
 
 
-def conv_output_size(size: int, kernel_size: int, stride: int = 1, padding: int = 0,
-                     dilation: int = 1) -> int:
+def conv_output_size(
+    size: int, kernel_size: int, stride: int = 1, padding: int = 0, dilation: int = 1
+) -> int:
     """Output length of a convolution along one dimension (the formula in the PyTorch ``Conv2d`` docs).
 
     Args:
@@ -112,7 +113,9 @@ class ImprovedCNN(nn.Module):
         dropout: Probability of zeroing each of the flattened features during training (0 disables dropout).
     """
 
-    def __init__(self, num_classes: int = 10, in_channels: int = 1, image_size: int = 28, dropout: float = 0.5) -> None:
+    def __init__(
+        self, num_classes: int = 10, in_channels: int = 1, image_size: int = 28, dropout: float = 0.5
+    ) -> None:
         super().__init__()
         if image_size % 4:
             raise ValueError(f"image_size must be divisible by 4 (two 2x2 poolings), got {image_size}")
@@ -127,7 +130,9 @@ class ImprovedCNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_input(self, x, self.in_channels, self.image_size)
-        x = F.relu(self.pool(self.bn1(self.conv1(x))))  # (batch, 32, 14, 14); ReLU after pooling, as in SimpleCNN
+        x = F.relu(
+            self.pool(self.bn1(self.conv1(x)))
+        )  # (batch, 32, 14, 14); ReLU after pooling, as in SimpleCNN
         x = F.relu(self.pool(self.bn2(self.conv2(x))))  # (batch, 64, 7, 7)
         x = self.dropout(torch.flatten(x, 1))  # (batch, 3136); dropout acts only in train mode
         return self.fc(x)  # (batch, num_classes)
@@ -160,7 +165,9 @@ def trainable_summary(model: nn.Module) -> str:
         total = count_parameters(child)
         if total:
             rows.append((name, f"{total:,}", f"{count_parameters(child, trainable_only=True):,}"))
-    rows.append(("total", f"{count_parameters(model):,}", f"{count_parameters(model, trainable_only=True):,}"))
+    rows.append(
+        ("total", f"{count_parameters(model):,}", f"{count_parameters(model, trainable_only=True):,}")
+    )
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     return "\n".join(f"{r[0]:<{widths[0]}}  {r[1]:>{widths[1]}}  {r[2]:>{widths[2]}}" for r in rows)
 
@@ -200,13 +207,17 @@ def _fetch_weights(weights: ResNet18_Weights) -> Path:
     """
     file = Path(torch.hub.get_dir()) / "checkpoints" / weights.url.rsplit("/", 1)[-1]
     if not file.is_file():
-        prefix = re.search(r"-([a-f0-9]{6,})\.", file.name)  # torchvision names files <name>-<sha256 prefix>.pth
+        prefix = re.search(
+            r"-([a-f0-9]{6,})\.", file.name
+        )  # torchvision names files <name>-<sha256 prefix>.pth
         print(f"Downloading {file.name} ({weights.meta.get('_file_size', '?')} MB) into {file.parent} ...")
         download_file([weights.url], file, sha256_prefix=prefix.group(1) if prefix else None)
     return file
 
 
-def _load_resnet18(weights: ResNet18_Weights | None, allow_random: bool, progress: bool) -> tuple[ResNet, bool]:
+def _load_resnet18(
+    weights: ResNet18_Weights | None, allow_random: bool, progress: bool
+) -> tuple[ResNet, bool]:
     if weights is None:
         return resnet18(weights=None), False
     file = Path(torch.hub.get_dir()) / "checkpoints" / weights.url.rsplit("/", 1)[-1]
@@ -221,8 +232,12 @@ def _load_resnet18(weights: ResNet18_Weights | None, allow_random: bool, progres
         )
         if not allow_random:
             raise WeightsUnavailableError(message) from exc
-        warnings.warn(message + "\nCONTINUING WITH RANDOM WEIGHTS: this model is NOT pretrained.", stacklevel=3)
-        print("!!! RANDOM WEIGHTS: the pretrained weights are unavailable; results below are not transfer learning !!!")
+        warnings.warn(
+            message + "\nCONTINUING WITH RANDOM WEIGHTS: this model is NOT pretrained.", stacklevel=3
+        )
+        print(
+            "!!! RANDOM WEIGHTS: the pretrained weights are unavailable; results below are not transfer learning !!!"
+        )
         return resnet18(weights=None), False
 
 
@@ -277,6 +292,8 @@ def resnet18_transfer(
     model.pretrained = pretrained
     if verbose:
         origin = f"pretrained {weights_enum}" if pretrained else "random weights (NOT pretrained)"
-        print(f"ResNet18 with {origin}, new head for {num_classes} classes: "
-              f"{count_parameters(model, trainable_only=True):,} of {count_parameters(model):,} parameters trainable.")
+        print(
+            f"ResNet18 with {origin}, new head for {num_classes} classes: "
+            f"{count_parameters(model, trainable_only=True):,} of {count_parameters(model):,} parameters trainable."
+        )
     return model

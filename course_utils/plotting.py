@@ -45,8 +45,9 @@ def _to_display(images: torch.Tensor, mean: FloatSequence | None, std: FloatSequ
     if x.dim() == 3:
         x = x.unsqueeze(1)  # (N, 1, H, W)
     if x.dim() != 4 or x.shape[1] not in (1, 3):
-        raise ValueError(f"images must have shape (N, C, H, W) with C = 1 or 3, or (N, H, W); "
-                         f"got {tuple(x.shape)}")
+        raise ValueError(
+            f"images must have shape (N, C, H, W) with C = 1 or 3, or (N, H, W); got {tuple(x.shape)}"
+        )
     # uint8 images (as stored on disk) hold 0-255; float images hold 0-1 once un-normalised.
     x = x.float() / 255 if x.dtype == torch.uint8 else x.float()
     if mean is not None or std is not None:
@@ -82,10 +83,18 @@ def _name(index: int, classes: Sequence[str] | None) -> str:
     return str(classes[index])
 
 
-def show_images(images: torch.Tensor, labels: IntSequence | None = None, *, preds: IntSequence | None = None,
-                classes: Sequence[str] | None = None, mean: FloatSequence | None = None,
-                std: FloatSequence | None = None, ncols: int = 8, title: str | None = None,
-                size: float = 1.5) -> Figure:
+def show_images(
+    images: torch.Tensor,
+    labels: IntSequence | None = None,
+    *,
+    preds: IntSequence | None = None,
+    classes: Sequence[str] | None = None,
+    mean: FloatSequence | None = None,
+    std: FloatSequence | None = None,
+    ncols: int = 8,
+    title: str | None = None,
+    size: float = 1.5,
+) -> Figure:
     """Show a grid of images with their labels, or with predictions coloured right (green) / wrong (red).
 
     Args:
@@ -175,8 +184,15 @@ def plot_history(*histories: Any, labels: Sequence[str] | None = None, title: st
                 # Accuracy comes as a fraction; values above 1 can only be percentages already.
                 scale = 100.0 if metric == "acc" and max(values) <= 1.0 else 1.0
                 epochs = range(1, len(values) + 1)
-                ax.plot(epochs, [v * scale for v in values], linestyle=style, color=colour,
-                        marker="o" if len(values) <= 30 else None, markersize=3, label=f"{name} ({split})")
+                ax.plot(
+                    epochs,
+                    [v * scale for v in values],
+                    linestyle=style,
+                    color=colour,
+                    marker="o" if len(values) <= 30 else None,
+                    markersize=3,
+                    label=f"{name} ({split})",
+                )
     for ax, name, unit in ((ax_loss, "Loss", "loss"), (ax_acc, "Accuracy", "accuracy (%)")):
         ax.set_title(name)
         ax.set_xlabel("epoch")
@@ -189,8 +205,15 @@ def plot_history(*histories: Any, labels: Sequence[str] | None = None, title: st
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
         ax.grid(alpha=0.3)
     handles, names = ax_loss.get_legend_handles_labels()
-    fig.legend(handles, names, loc="outside lower center", ncols=min(4, len(names)), fontsize=9,
-               title="solid = train, dashed = validation", title_fontsize=9)
+    fig.legend(
+        handles,
+        names,
+        loc="outside lower center",
+        ncols=min(4, len(names)),
+        fontsize=9,
+        title="solid = train, dashed = validation",
+        title_fontsize=9,
+    )
     fig.suptitle(title or "Training history")
     return fig
 
@@ -213,15 +236,22 @@ def confusion_matrix(preds: IntSequence, labels: IntSequence, num_classes: int |
         num_classes = int(torch.cat([preds_t, labels_t]).max()) + 1 if preds_t.numel() else 0
     both = torch.cat([preds_t, labels_t])
     if both.numel() and (int(both.min()) < 0 or int(both.max()) >= num_classes):
-        raise ValueError(f"class indices must lie in 0..{num_classes - 1}, "
-                         f"got {int(both.min())}..{int(both.max())}")
+        raise ValueError(
+            f"class indices must lie in 0..{num_classes - 1}, got {int(both.min())}..{int(both.max())}"
+        )
     index = labels_t * num_classes + preds_t  # one bin per (true, predicted) pair, row-major
     counts = torch.bincount(index, minlength=num_classes * num_classes)
     return counts.reshape(num_classes, num_classes)  # (K, K)
 
 
-def plot_confusion_matrix(preds: IntSequence, labels: IntSequence, classes: Sequence[str] | None = None, *,
-                          normalize: bool = False, title: str | None = None) -> Figure:
+def plot_confusion_matrix(
+    preds: IntSequence,
+    labels: IntSequence,
+    classes: Sequence[str] | None = None,
+    *,
+    normalize: bool = False,
+    title: str | None = None,
+) -> Figure:
     """Plot the confusion matrix: true class on rows, predicted class on columns, values in the cells.
 
     Args:
@@ -255,24 +285,44 @@ def plot_confusion_matrix(preds: IntSequence, labels: IntSequence, classes: Sequ
                 r, g, b, _ = cmap(v / vmax)
                 # White text on dark cells, black on light ones, judged by perceived brightness.
                 colour = "white" if 0.299 * r + 0.587 * g + 0.114 * b < 0.5 else "black"
-                ax.text(p, t, f"{v:.2f}" if normalize else str(int(v)), ha="center", va="center",
-                        color=colour, fontsize=fontsize)
+                ax.text(
+                    p,
+                    t,
+                    f"{v:.2f}" if normalize else str(int(v)),
+                    ha="center",
+                    va="center",
+                    color=colour,
+                    fontsize=fontsize,
+                )
     rotate = max(len(s) for s in names) > 3
-    ax.set_xticks(range(k), names, rotation=45 if rotate else 0, ha="right" if rotate else "center",
-                  rotation_mode="anchor")
+    ax.set_xticks(
+        range(k),
+        names,
+        rotation=45 if rotate else 0,
+        ha="right" if rotate else "center",
+        rotation_mode="anchor",
+    )
     ax.set_yticks(range(k), names)
     ax.set_xlabel("predicted label")
     ax.set_ylabel("true label")
     accuracy = float(cm.diag().sum()) / float(cm.sum())
-    ax.set_title(title or f"Confusion matrix (accuracy {accuracy:.1%}"
-                 + (", rows normalised)" if normalize else ")"))
+    ax.set_title(
+        title or f"Confusion matrix (accuracy {accuracy:.1%}" + (", rows normalised)" if normalize else ")")
+    )
     return fig
 
 
-def show_misclassified(images: torch.Tensor, labels: IntSequence, preds: IntSequence, *,
-                       classes: Sequence[str] | None = None, mean: FloatSequence | None = None,
-                       std: FloatSequence | None = None, max_images: int = 16,
-                       title: str | None = None) -> Figure:
+def show_misclassified(
+    images: torch.Tensor,
+    labels: IntSequence,
+    preds: IntSequence,
+    *,
+    classes: Sequence[str] | None = None,
+    mean: FloatSequence | None = None,
+    std: FloatSequence | None = None,
+    max_images: int = 16,
+    title: str | None = None,
+) -> Figure:
     """Show the images the model got wrong, captioned "pred X / true Y".
 
     Args:
@@ -302,5 +352,12 @@ def show_misclassified(images: torch.Tensor, labels: IntSequence, preds: IntSequ
         return fig
     shown = wrong[:max_images]
     heading = title or f"Misclassified: {len(wrong)} of {n} ({len(wrong) / n:.1%}), showing {len(shown)}"
-    return show_images(images[shown], labels_t[shown], preds=preds_t[shown], classes=classes, mean=mean,
-                       std=std, title=heading)
+    return show_images(
+        images[shown],
+        labels_t[shown],
+        preds=preds_t[shown],
+        classes=classes,
+        mean=mean,
+        std=std,
+        title=heading,
+    )

@@ -168,15 +168,20 @@ def tune_cpu_allocator(*, verbose: bool = True) -> bool:
     libc_name = platform.libc_ver()[0]
     if sys.platform != "linux" or libc_name != "glibc":
         if verbose:
-            print(f"tune_cpu_allocator: nothing to do on {sys.platform} ({libc_name or 'no glibc'}): "
-                  "only glibc's malloc is tuned here")
+            print(
+                f"tune_cpu_allocator: nothing to do on {sys.platform} ({libc_name or 'no glibc'}): "
+                "only glibc's malloc is tuned here"
+            )
         return False
     libc = ctypes.CDLL("libc.so.6")
     ok = all([libc.mallopt(param, value) == 1 for param, value in _MALLOPT.items()])  # a list: try each one
     _allocator_tuned = _allocator_tuned or ok
     if verbose:
-        print("tune_cpu_allocator: glibc malloc now keeps up to 256 MiB of freed memory for reuse"
-              if ok else "tune_cpu_allocator: glibc refused the settings; the allocator is unchanged")
+        print(
+            "tune_cpu_allocator: glibc malloc now keeps up to 256 MiB of freed memory for reuse"
+            if ok
+            else "tune_cpu_allocator: glibc refused the settings; the allocator is unchanged"
+        )
     return ok
 
 

@@ -72,8 +72,9 @@ def _as_fraction(kernel: torch.Tensor) -> tuple[torch.Tensor, int]:
     return kernel, 1
 
 
-def explorer_figure(image: torch.Tensor, kernel_name: str, stride: int, padding: int,
-                    dilation: int) -> Figure:
+def explorer_figure(
+    image: torch.Tensor, kernel_name: str, stride: int, padding: int, dilation: int
+) -> Figure:
     """Draw input (with padding), kernel (with its numbers) and output side by side.
 
     Args:
@@ -108,8 +109,9 @@ def explorer_figure(image: torch.Tensor, kernel_name: str, stride: int, padding:
         for j in range(k):
             value = float(shown[i, j])
             text = f"{value:g}" if denominator > 1 or value == round(value) else f"{value:.2f}"
-            ax_k.text(j * dilation, i * dilation, text, ha="center", va="center",
-                      fontsize=12 if span <= 5 else 9)
+            ax_k.text(
+                j * dilation, i * dilation, text, ha="center", va="center", fontsize=12 if span <= 5 else 9
+            )
     notes = [f"numbers × 1/{denominator}"] if denominator > 1 else []
     notes += [f"dilation {dilation}: covers {span}×{span}"] if dilation > 1 else []
     ax_k.set_title(f"kernel '{kernel_name}' ({k}×{k})" + ("\n" + ", ".join(notes) if notes else ""))
@@ -117,8 +119,9 @@ def explorer_figure(image: torch.Tensor, kernel_name: str, stride: int, padding:
     ax_k.set_yticks([])
     out_h, out_w = (conv_output_size(n, k, stride, padding, dilation) for n in (h, w))
     if out_h > 0 and out_w > 0:
-        out = F.conv2d(image[None, None], kernel[None, None], stride=stride, padding=padding,
-                       dilation=dilation)  # (1, 1, out_h, out_w)
+        out = F.conv2d(
+            image[None, None], kernel[None, None], stride=stride, padding=padding, dilation=dilation
+        )  # (1, 1, out_h, out_w)
         ax_out.imshow(out[0, 0].numpy(), cmap="gray")  # (out_h, out_w)
         ax_out.set_title(f"output {out_h}×{out_w} (stride {stride})")
     else:
@@ -135,11 +138,15 @@ def _shape_html(h: int, w: int, k: int, stride: int, padding: int, dilation: int
     for axis, size in (("H", h), ("W", w)):
         out = conv_output_size(size, k, stride, padding, dilation)
         sizes.append(out)
-        lines.append(f"{axis}_out = floor(({size} + 2*{padding} - {dilation}*({k}-1) - 1) / {stride}) + 1"
-                     f" = {out}")
+        lines.append(
+            f"{axis}_out = floor(({size} + 2*{padding} - {dilation}*({k}-1) - 1) / {stride}) + 1 = {out}"
+        )
     out_h, out_w = sizes
-    head = (f"<b>output shape: ({out_h}, {out_w})</b>" if out_h > 0 and out_w > 0
-            else "<b>output shape: none (the kernel does not fit)</b>")
+    head = (
+        f"<b>output shape: ({out_h}, {out_w})</b>"
+        if out_h > 0 and out_w > 0
+        else "<b>output shape: none (the kernel does not fit)</b>"
+    )
     formula = "out = floor((H + 2*padding - dilation*(k-1) - 1) / stride) + 1"
     return f"{head} &nbsp; from {formula}<br><code>{'<br>'.join(lines)}</code>", out_h, out_w
 
@@ -160,18 +167,26 @@ class ConvExplorer(widgets.VBox):
         self.output = widgets.Output()
         self.figure: Figure | None = None  # the latest drawing, kept for tests and for saving
         self.result: torch.Tensor | None = None  # the latest conv2d output (1, 1, H_out, W_out)
-        for control, css in ((self.image_dropdown, "image"), (self.kernel_dropdown, "kernel"),
-                             (self.stride, "stride"), (self.padding, "padding"), (self.dilation, "dilation"),
-                             (self.shape_label, "shape"), (self.output, "output")):
+        for control, css in (
+            (self.image_dropdown, "image"),
+            (self.kernel_dropdown, "kernel"),
+            (self.stride, "stride"),
+            (self.padding, "padding"),
+            (self.dilation, "dilation"),
+            (self.shape_label, "shape"),
+            (self.output, "output"),
+        ):
             control.add_class(f"cu-conv-{css}")
         for control in (self.image_dropdown, self.kernel_dropdown, self.stride, self.padding, self.dilation):
             control.observe(self._update, names="value")
-        super().__init__([
-            widgets.HBox([self.image_dropdown, self.kernel_dropdown]),
-            widgets.HBox([self.stride, self.padding, self.dilation]),
-            self.shape_label,
-            self.output,
-        ])
+        super().__init__(
+            [
+                widgets.HBox([self.image_dropdown, self.kernel_dropdown]),
+                widgets.HBox([self.stride, self.padding, self.dilation]),
+                self.shape_label,
+                self.output,
+            ]
+        )
         self.add_class("cu-conv-explorer")
         self._update()
 
@@ -186,8 +201,9 @@ class ConvExplorer(widgets.VBox):
         html, out_h, out_w = _shape_html(*image.shape, kernel.shape[-1], stride, padding, dilation)
         self.shape_label.value = html
         if out_h > 0 and out_w > 0:
-            self.result = F.conv2d(image[None, None], kernel[None, None], stride=stride, padding=padding,
-                                   dilation=dilation)  # (1, 1, H_out, W_out)
+            self.result = F.conv2d(
+                image[None, None], kernel[None, None], stride=stride, padding=padding, dilation=dilation
+            )  # (1, 1, H_out, W_out)
             # The formula shown to learners must be the one PyTorch follows.
             assert tuple(self.result.shape[-2:]) == (out_h, out_w), (tuple(self.result.shape), out_h, out_w)
         else:

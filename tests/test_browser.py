@@ -48,7 +48,9 @@ from course_utils.models import conv_output_size
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
-SETTINGS = ROOT / ".jupyter" / "lab" / "user-settings"  # the course's JupyterLab settings (JUPYTERLAB_SETTINGS_DIR)
+SETTINGS = (
+    ROOT / ".jupyter" / "lab" / "user-settings"
+)  # the course's JupyterLab settings (JUPYTERLAB_SETTINGS_DIR)
 
 # Settings for the test run only, on top of the course's: never write the notebooks (Run All leaves them
 # modified), keep every cell in the page (JupyterLab otherwise detaches cells outside the view), and start
@@ -61,8 +63,14 @@ TEST_SETTINGS = {
     },
 }
 CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 SERVER_START_TIMEOUT = 120  # seconds
 KERNEL_START_TIMEOUT = 180
@@ -100,15 +108,18 @@ class Lab:
     log: Path
 
     def api(self, method: str, path: str) -> Any:
-        request = urllib.request.Request(f"{self.base_url}{path}", method=method,
-                                         headers={"Authorization": f"token {self.token}"})
+        request = urllib.request.Request(
+            f"{self.base_url}{path}", method=method, headers={"Authorization": f"token {self.token}"}
+        )
         with urllib.request.urlopen(request, timeout=30) as response:
             body = response.read()
         return json.loads(body) if body else None
 
     def url(self, notebook: Path) -> str:
         path = urllib.parse.quote(notebook.relative_to(ROOT).as_posix())
-        return f"{self.base_url}/lab/tree/{path}?reset&token={self.token}"  # reset: no tabs from the last page
+        return (
+            f"{self.base_url}/lab/tree/{path}?reset&token={self.token}"  # reset: no tabs from the last page
+        )
 
     def shutdown_kernels(self, notebook: Path) -> None:
         """Shut down the sessions (and kernels) of one notebook, so that the next one runs alone."""
@@ -174,9 +185,16 @@ def lab(chromium_path: str, artifacts: Path) -> Iterator[Lab]:
     )
     port, token = _free_port(), secrets.token_urlsafe(24)
     command = [
-        sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.ip=127.0.0.1",
-        f"--ServerApp.port={port}", "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}",
-        f"--ServerApp.root_dir={ROOT}", "--LabApp.expose_app_in_browser=True",
+        sys.executable,
+        "-m",
+        "jupyterlab",
+        "--no-browser",
+        "--ServerApp.ip=127.0.0.1",
+        f"--ServerApp.port={port}",
+        "--ServerApp.port_retries=0",
+        f"--IdentityProvider.token={token}",
+        f"--ServerApp.root_dir={ROOT}",
+        "--LabApp.expose_app_in_browser=True",
         f"--FileCheckpoints.checkpoint_dir={tmp / 'checkpoints'}",  # nothing written beside the notebooks
     ]
     if hasattr(os, "geteuid") and os.geteuid() == 0:
@@ -184,8 +202,9 @@ def lab(chromium_path: str, artifacts: Path) -> Iterator[Lab]:
     log_path = artifacts / "jupyterlab.log"
     server = Lab(f"http://127.0.0.1:{port}", token, log_path)
     with open(log_path, "w") as log:
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
+        process = subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
     try:
         deadline = time.monotonic() + SERVER_START_TIMEOUT
         while True:
@@ -196,12 +215,15 @@ def lab(chromium_path: str, artifacts: Path) -> Iterator[Lab]:
                 break
             except OSError:
                 if time.monotonic() > deadline:
-                    pytest.fail(f"JupyterLab did not answer within {SERVER_START_TIMEOUT} s:\n{server.log_tail()}")
+                    pytest.fail(
+                        f"JupyterLab did not answer within {SERVER_START_TIMEOUT} s:\n{server.log_tail()}"
+                    )
                 time.sleep(0.5)
         if SETTINGS.is_dir():  # the course's settings file is read (and parses): no news or update pop-ups
             notification = server.api("GET", "/lab/api/settings/@jupyterlab/apputils-extension:notification")
             assert notification.get("settings", {}).get("fetchNews") == "false", (
-                f"JupyterLab did not read the course's settings in {SETTINGS}: {notification.get('settings')}")
+                f"JupyterLab did not read the course's settings in {SETTINGS}: {notification.get('settings')}"
+            )
         yield server
     finally:
         if process.poll() is None:
@@ -212,7 +234,9 @@ def lab(chromium_path: str, artifacts: Path) -> Iterator[Lab]:
                 if os.name == "nt":
                     process.kill()
                 else:
-                    os.killpg(process.pid, signal.SIGKILL)  # the server's own process group: it and its kernels
+                    os.killpg(
+                        process.pid, signal.SIGKILL
+                    )  # the server's own process group: it and its kernels
                 process.wait(timeout=10)
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -359,8 +383,13 @@ def _run_all(page: Any, artifacts: Path, name: str) -> tuple[list[dict[str, Any]
             return page.evaluate(CELLS_STATE), time.monotonic() - start
     cells = page.evaluate(CELLS_STATE)
     waiting = [cell["index"] for cell in cells if cell["type"] == "code" and cell["count"] is None]
-    _fail(page, artifacts, name, f"Run All did not finish within {RUN_TIMEOUT} s (kernel replies: {run}); "
-          f"cells without an execution count: {waiting}")
+    _fail(
+        page,
+        artifacts,
+        name,
+        f"Run All did not finish within {RUN_TIMEOUT} s (kernel replies: {run}); "
+        f"cells without an execution count: {waiting}",
+    )
     raise AssertionError("unreachable")
 
 
@@ -379,24 +408,34 @@ def _check_cells(cells: list[dict[str, Any]]) -> list[str]:
         if cell["errors"] and not expected:
             problems.append(f"unexpected error in {_describe(cell)}")
         elif expected and cell["count"] is not None and not cell["errors"]:
-            problems.append(f"cell {cell['index']} is tagged raises-exception but shows no error:\n"
-                            f"    {cell['source'].strip()[:300]}")
+            problems.append(
+                f"cell {cell['index']} is tagged raises-exception but shows no error:\n"
+                f"    {cell['source'].strip()[:300]}"
+            )
         for text in cell["widgetErrors"]:
             problems.append(f"cell {cell['index']}: a widget failed to display: {text.strip()[:300]}")
     not_run = [cell["index"] for cell in code if cell["count"] is None]
     if not_run:
-        problems.append(f"{len(not_run)} code cell(s) never ran (Run All stops at the first unexpected error): "
-                        f"cells {not_run}")
+        problems.append(
+            f"{len(not_run)} code cell(s) never ran (Run All stops at the first unexpected error): "
+            f"cells {not_run}"
+        )
     return problems
 
 
 def _runs(cells: list[dict[str, Any]], *needles: str) -> bool:
     """Whether a cell that should succeed calls one of ``needles``."""
-    return any(cell["type"] == "code" and "raises-exception" not in cell["tags"]
-               and any(needle in cell["source"] for needle in needles) for cell in cells)
+    return any(
+        cell["type"] == "code"
+        and "raises-exception" not in cell["tags"]
+        and any(needle in cell["source"] for needle in needles)
+        for cell in cells
+    )
 
 
-SHAPE_LINE = re.compile(r"([HW])_out = floor\(\((\d+) \+ 2\*(\d+) - (\d+)\*\((\d+)-1\) - 1\) / (\d+)\) \+ 1 = (-?\d+)")
+SHAPE_LINE = re.compile(
+    r"([HW])_out = floor\(\((\d+) \+ 2\*(\d+) - (\d+)\*\((\d+)-1\) - 1\) / (\d+)\) \+ 1 = (-?\d+)"
+)
 
 
 def _expected_shape(label: str, stride: int) -> str:
@@ -453,10 +492,14 @@ def _check_explorer(page: Any) -> tuple[list[str], list[str]]:
             page.wait_for_function(
                 f"([want, stride, old]) => {{ const s = ({EXPLORER_STATE})(); return s.label.includes(want)"
                 " && s.label.includes(') / ' + stride + ')') && s.picture && s.picture !== old; }",
-                arg=[want, target, state["picture"]], timeout=UI_TIMEOUT_MS)
+                arg=[want, target, state["picture"]],
+                timeout=UI_TIMEOUT_MS,
+            )
         except Exception:
-            return [f"convolution explorer: stride {current} -> {target} by {how}: the label should show "
-                    f"{want!r} and the picture should change; the page shows {page.evaluate(EXPLORER_STATE)}"], done
+            return [
+                f"convolution explorer: stride {current} -> {target} by {how}: the label should show "
+                f"{want!r} and the picture should change; the page shows {page.evaluate(EXPLORER_STATE)}"
+            ], done
         state = page.evaluate(EXPLORER_STATE)
         done.append(f"stride {current}->{target} by {how}: {want!r}")
         current = target
@@ -487,8 +530,9 @@ def _screenshot(page: Any, path: Path) -> None:
     window_height = page.viewport_size["height"]
     canvas = None
     for offset in range(0, total, height):
-        actual = page.evaluate(f"(y) => {{ const s = {SCROLLER}; s.scrollTo(0, y); return Math.round(s.scrollTop); }}",
-                               offset)
+        actual = page.evaluate(
+            f"(y) => {{ const s = {SCROLLER}; s.scrollTo(0, y); return Math.round(s.scrollTop); }}", offset
+        )
         time.sleep(0.3)
         tile = Image.open(io.BytesIO(page.screenshot())).convert("RGB")
         if canvas is None:  # the menu and toolbar above the notebook come from the first piece
@@ -505,8 +549,9 @@ def _screenshot(page: Any, path: Path) -> None:
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[path.stem for path in NOTEBOOKS])
-def test_notebook_in_jupyterlab(notebook: Path, lab: Lab, browser: Any, artifacts: Path,
-                                request: pytest.FixtureRequest) -> None:
+def test_notebook_in_jupyterlab(
+    notebook: Path, lab: Lab, browser: Any, artifacts: Path, request: pytest.FixtureRequest
+) -> None:
     name = notebook.stem
     (artifacts / f"{name}-FAILED.png").unlink(missing_ok=True)
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
@@ -514,7 +559,9 @@ def test_notebook_in_jupyterlab(notebook: Path, lab: Lab, browser: Any, artifact
     context.add_init_script(PROGRESS_RECORDER)
     page = context.new_page()
     console_errors: list[str] = []
-    page.on("console", lambda message: console_errors.append(message.text) if message.type == "error" else None)
+    page.on(
+        "console", lambda message: console_errors.append(message.text) if message.type == "error" else None
+    )
     page.on("pageerror", lambda error: console_errors.append(f"page error: {error}"))
     try:
         start = time.monotonic()
@@ -529,14 +576,22 @@ def test_notebook_in_jupyterlab(notebook: Path, lab: Lab, browser: Any, artifact
         raised = [cell["index"] for cell in code if cell["errors"]]
         figures = sum(cell["png"] for cell in cells)
         progress = page.evaluate("() => window.__courseProgress")
-        _report(request.config, f"{name}: opened in {opened:.0f} s, ran {len(code)} code cells in {took:.0f} s; "
-                f"errors shown by cells {raised}; {figures} PNG image(s); {len(progress)} progress bar(s)"
-                + (f", e.g. {progress[0]['text']!r}" if progress else ""))
+        _report(
+            request.config,
+            f"{name}: opened in {opened:.0f} s, ran {len(code)} code cells in {took:.0f} s; "
+            f"errors shown by cells {raised}; {figures} PNG image(s); {len(progress)} progress bar(s)"
+            + (f", e.g. {progress[0]['text']!r}" if progress else ""),
+        )
         if not problems:
-            if _runs(cells, "plt.", "cu.show_", "cu.plot_", "plotting.", "imshow", "conv_explorer(") and not figures:
+            if (
+                _runs(cells, "plt.", "cu.show_", "cu.plot_", "plotting.", "imshow", "conv_explorer(")
+                and not figures
+            ):
                 problems.append("the notebook draws figures but no PNG image rendered")
             if _runs(cells, "cu.fit(", "tqdm") and not progress:
-                problems.append("the notebook trains with cu.fit (tqdm.auto) but no progress bar widget rendered")
+                problems.append(
+                    "the notebook trains with cu.fit (tqdm.auto) but no progress bar widget rendered"
+                )
             if _runs(cells, "conv_explorer("):
                 failed, checked = _check_explorer(page)
                 problems += failed

@@ -19,7 +19,10 @@ def test_round_trip_with_optimizer(tmp_path):
     fresh_opt = torch.optim.Adam(fresh.parameters())
     meta = checkpoint.load_checkpoint(fresh, path, optimizer=fresh_opt)
     assert meta["extra"] == {"note": "hi"} and meta["model_class"] == "SimpleCNN"
-    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), fresh.state_dict().values(), strict=True))
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(model.state_dict().values(), fresh.state_dict().values(), strict=True)
+    )
     assert fresh_opt.state_dict()["state"][0]["step"] == 1
 
 
@@ -28,7 +31,10 @@ def test_plain_state_dict_loads(tmp_path):
     torch.save(model.state_dict(), tmp_path / "plain.pt")
     fresh = SimpleCNN()  # other random weights
     meta = checkpoint.load_checkpoint(fresh, tmp_path / "plain.pt")
-    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), fresh.state_dict().values(), strict=True))
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(model.state_dict().values(), fresh.state_dict().values(), strict=True)
+    )
     assert meta["history"] is None and meta["model_class"] is None
 
 
@@ -36,11 +42,16 @@ def test_other_architecture_is_explained_and_model_untouched(tmp_path):
     path = checkpoint.save_checkpoint(ImprovedCNN(), tmp_path / "improved.pt")
     model = SimpleCNN()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    with pytest.raises(checkpoint.CheckpointError, match=r"(?s)another architecture.*class ImprovedCNN.*not in the model: bn1"):
+    with pytest.raises(
+        checkpoint.CheckpointError,
+        match=r"(?s)another architecture.*class ImprovedCNN.*not in the model: bn1",
+    ):
         checkpoint.load_checkpoint(model, path)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     other = checkpoint.save_checkpoint(SimpleCNN(num_classes=3), tmp_path / "three.pt")
-    with pytest.raises(checkpoint.CheckpointError, match=r"fc.weight: checkpoint \(3, 3136\) vs model \(10, 3136\)"):
+    with pytest.raises(
+        checkpoint.CheckpointError, match=r"fc.weight: checkpoint \(3, 3136\) vs model \(10, 3136\)"
+    ):
         checkpoint.load_checkpoint(SimpleCNN(), other)
 
 
@@ -48,7 +59,9 @@ def test_other_architecture_is_explained_and_model_untouched(tmp_path):
 def test_damaged_checkpoint_is_explained(tmp_path, damage):
     path = checkpoint.save_checkpoint(SimpleCNN(), tmp_path / "m.pt")
     content = path.read_bytes()
-    path.write_bytes({"truncate": content[: len(content) // 2], "garbage": b"\x00garbage" * 50, "empty": b""}[damage])
+    path.write_bytes(
+        {"truncate": content[: len(content) // 2], "garbage": b"\x00garbage" * 50, "empty": b""}[damage]
+    )
     with pytest.raises(checkpoint.CheckpointError, match="corrupt, truncated or not a PyTorch file"):
         checkpoint.load_checkpoint(SimpleCNN(), path)
 

@@ -31,6 +31,7 @@ def test_conv_output_size(capsys):
     assert_passed(checks.check_conv_output_size(right_size), capsys)
     out = assert_failed(checks.check_conv_output_size(no_dilation_size), capsys)
     assert "dilation=2" in out and "you returned" in out
+
     def ignores_padding(size, kernel_size, stride=1, padding=0, dilation=1):
         return size - kernel_size + 1
 
@@ -50,8 +51,11 @@ def test_learner_exception_is_reported_not_raised(capsys):
 
     out = assert_failed(checks.check_conv_output_size(broken), capsys, prefix="❌ Your code raised")
     assert "ZeroDivisionError" in out and "division by zero" in out
-    out = assert_failed(checks.check_conv2d_manual(lambda image, kernel: image @ torch.ones(2, 2)), capsys,
-                        prefix="❌ Your code raised")
+    out = assert_failed(
+        checks.check_conv2d_manual(lambda image, kernel: image @ torch.ones(2, 2)),
+        capsys,
+        prefix="❌ Your code raised",
+    )
     assert "RuntimeError" in out
 
 
@@ -62,8 +66,11 @@ def test_output_shape(capsys):
     assert "spatial" in out and "16" not in out
     assert_failed(checks.check_output_shape((8, 16, 16), layer, (2, 3, 32, 32)), capsys)
     assert_failed(checks.check_output_shape("big", layer, (2, 3, 32, 32)), capsys)
-    assert_failed(checks.check_output_shape((1, 8, 3, 3), nn.Conv2d(1, 8, 3), (1, 3, 5, 5)), capsys,
-                  prefix="❌ Your code raised")
+    assert_failed(
+        checks.check_output_shape((1, 8, 3, 3), nn.Conv2d(1, 8, 3), (1, 3, 5, 5)),
+        capsys,
+        prefix="❌ Your code raised",
+    )
 
 
 def test_output_shape_leaves_batchnorm_statistics_alone(capsys):
@@ -75,8 +82,10 @@ def test_output_shape_leaves_batchnorm_statistics_alone(capsys):
 def test_conv_params(capsys):
     assert_passed(checks.check_conv_params(3 * 16 * 9 + 16, 3, 16, 3), capsys)
     assert_passed(checks.check_conv_params(3 * 16 * 9, 3, 16, 3, bias=False), capsys)
-    assert_passed(checks.check_conv_params(sum(p.numel() for p in nn.Conv2d(4, 5, (3, 5)).parameters()),
-                                           4, 5, (3, 5)), capsys)
+    assert_passed(
+        checks.check_conv_params(sum(p.numel() for p in nn.Conv2d(4, 5, (3, 5)).parameters()), 4, 5, (3, 5)),
+        capsys,
+    )
     out = assert_failed(checks.check_conv_params(3 * 16 * 9, 3, 16, 3), capsys)
     assert "bias" in out
     out = assert_failed(checks.check_conv_params(16 * 9 + 16, 3, 16, 3), capsys)
@@ -99,7 +108,7 @@ def manual_conv(image, kernel):
     out = torch.zeros(image.shape[0] - kh + 1, image.shape[1] - kw + 1)
     for i in range(out.shape[0]):
         for j in range(out.shape[1]):
-            out[i, j] = (image[i:i + kh, j:j + kw] * kernel).sum()
+            out[i, j] = (image[i : i + kh, j : j + kw] * kernel).sum()
     return out
 
 
@@ -108,6 +117,7 @@ def test_conv2d_manual(capsys):
     assert_passed(checks.check_conv2d_manual(lambda img, k: manual_conv(img, k).tolist()), capsys)
     out = assert_failed(checks.check_conv2d_manual(lambda img, k: manual_conv(img, k.flip(0, 1))), capsys)
     assert "flip" in out
+
     def same_size(img, k):
         return F.conv2d(img[None, None], k[None, None], padding="same")[0, 0]  # padded: output too big
 
@@ -171,16 +181,19 @@ def test_equal(capsys):
     assert_failed(checks.check_equal(torch.ones(2), torch.ones(3), hint="shapes"), capsys)
 
 
-@pytest.mark.parametrize("call", [
-    lambda: checks.check_conv_output_size(lambda size, k, stride=1, padding=0, dilation=1: None),
-    lambda: checks.check_conv2d_manual(lambda image, kernel: None),
-    lambda: checks.check_kernel(None, "blur"),
-    lambda: checks.check_conv_params(None, 1, 8, 3),
-    lambda: checks.check_output_shape(..., nn.Conv2d(1, 2, 3), (1, 1, 8, 8)),
-    lambda: checks.check_flatten_features(None, nn.Conv2d(1, 2, 3), (1, 1, 8, 8)),
-    lambda: checks.check_accuracy(None, 0.9),
-    lambda: checks.check_equal(None, 3, hint="think"),
-])
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: checks.check_conv_output_size(lambda size, k, stride=1, padding=0, dilation=1: None),
+        lambda: checks.check_conv2d_manual(lambda image, kernel: None),
+        lambda: checks.check_kernel(None, "blur"),
+        lambda: checks.check_conv_params(None, 1, 8, 3),
+        lambda: checks.check_output_shape(..., nn.Conv2d(1, 2, 3), (1, 1, 8, 8)),
+        lambda: checks.check_flatten_features(None, nn.Conv2d(1, 2, 3), (1, 1, 8, 8)),
+        lambda: checks.check_accuracy(None, 0.9),
+        lambda: checks.check_equal(None, 3, hint="think"),
+    ],
+)
 def test_placeholder_answers_get_a_nudge_not_a_blame(call, capsys):
     assert call() is False
     out = capsys.readouterr().out

@@ -28,7 +28,9 @@ def test_download_false_says_so(tmp_data):
 
 
 @pytest.mark.parametrize("fast", [True, False])
-def test_smoke_mode_falls_back_to_synthetic_digits_loudly(tmp_data, tmp_path, no_network, monkeypatch, capsys, fast):
+def test_smoke_mode_falls_back_to_synthetic_digits_loudly(
+    tmp_data, tmp_path, no_network, monkeypatch, capsys, fast
+):
     monkeypatch.setattr(config, "SMOKE", True)
     monkeypatch.setenv("COURSE_CACHE_DIR", str(tmp_path / "cache"))
     with pytest.warns(UserWarning, match="SYNTHETIC"):
@@ -77,7 +79,9 @@ def test_gz_files_are_extracted(tmp_data):
     raw.mkdir(parents=True)
     x = torch.randint(0, 255, (5, 28, 28), dtype=torch.uint8)
     y = torch.arange(5, dtype=torch.uint8)
-    images = (2051).to_bytes(4, "big") + (5).to_bytes(4, "big") + (28).to_bytes(4, "big") * 2 + x.numpy().tobytes()
+    images = (
+        (2051).to_bytes(4, "big") + (5).to_bytes(4, "big") + (28).to_bytes(4, "big") * 2 + x.numpy().tobytes()
+    )
     labels = (2049).to_bytes(4, "big") + (5).to_bytes(4, "big") + y.numpy().tobytes()
     for prefix in ("train", "t10k"):
         (raw / f"{prefix}-images-idx3-ubyte.gz").write_bytes(gzip.compress(images))

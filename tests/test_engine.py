@@ -45,7 +45,9 @@ def test_fit_restores_previous_mode(digits):
     train, test = digits
     model, optimizer, loss_fn = _setup()
     model.eval()
-    engine.fit(model, train, test, epochs=1, optimizer=optimizer, loss_fn=loss_fn, progress=False, verbose=False)
+    engine.fit(
+        model, train, test, epochs=1, optimizer=optimizer, loss_fn=loss_fn, progress=False, verbose=False
+    )
     assert not model.training
     model.train()
     engine.evaluate(model, test)
@@ -76,8 +78,17 @@ def test_keep_best_restores_best_epoch_weights(digits):
 
     engine.evaluate = spy
     try:
-        history = engine.fit(model, train, test, epochs=3, optimizer=optimizer, loss_fn=loss_fn, keep_best=True,
-                             progress=False, verbose=False)
+        history = engine.fit(
+            model,
+            train,
+            test,
+            epochs=3,
+            optimizer=optimizer,
+            loss_fn=loss_fn,
+            keep_best=True,
+            progress=False,
+            verbose=False,
+        )
     finally:
         engine.evaluate = original
     assert torch.equal(model.fc.weight, snapshots[history.best_epoch - 1])
@@ -98,7 +109,9 @@ def test_too_few_classes_is_explained(digits):
 def test_wrong_channels_are_explained():
     model, optimizer, loss_fn = _setup()
     loader = [(torch.zeros(4, 3, 28, 28), torch.zeros(4, dtype=torch.long))]
-    with pytest.raises(ValueError, match=r"expects images of shape \(batch, 1, 28, 28\), got \(4, 3, 28, 28\)"):
+    with pytest.raises(
+        ValueError, match=r"expects images of shape \(batch, 1, 28, 28\), got \(4, 3, 28, 28\)"
+    ):
         engine.fit(model, loader, epochs=1, optimizer=optimizer, loss_fn=loss_fn, progress=False)
 
 
@@ -131,8 +144,17 @@ def test_non_finite_loss_stops_with_epoch_and_step(digits):
         return loss * float("nan") if calls["n"] == 17 else loss  # 12 steps per epoch: epoch 2, step 5
 
     with pytest.raises(engine.NonFiniteLossError, match="epoch 2, step 5") as info:
-        engine.fit(model, train, test, epochs=3, optimizer=optimizer, loss_fn=exploding_loss, keep_best=True,
-                   progress=False, verbose=False)
+        engine.fit(
+            model,
+            train,
+            test,
+            epochs=3,
+            optimizer=optimizer,
+            loss_fn=exploding_loss,
+            keep_best=True,
+            progress=False,
+            verbose=False,
+        )
     assert info.value.history.epochs == 1
     assert all(torch.isfinite(p).all() for p in model.parameters())  # the best (epoch 1) weights are back
 
@@ -152,8 +174,17 @@ def test_ctrl_c_returns_history_with_best_weights(digits):
 
     engine.evaluate = interrupt_after_two
     try:
-        history = engine.fit(model, train, test, epochs=50, optimizer=optimizer, loss_fn=loss_fn,
-                             keep_best=True, progress=False, verbose=False)
+        history = engine.fit(
+            model,
+            train,
+            test,
+            epochs=50,
+            optimizer=optimizer,
+            loss_fn=loss_fn,
+            keep_best=True,
+            progress=False,
+            verbose=False,
+        )
     finally:
         engine.evaluate = original
     assert history.interrupted
@@ -176,12 +207,30 @@ def test_predict_on_loader_and_tensor(digits):
 def test_bf16_and_channels_last_train(digits):
     train, test = digits
     model, optimizer, loss_fn = _setup(model=ImprovedCNN())
-    history = engine.fit(model, train, test, epochs=1, optimizer=optimizer, loss_fn=loss_fn, precision="bf16",
-                         channels_last=True, progress=False, verbose=False)
+    history = engine.fit(
+        model,
+        train,
+        test,
+        epochs=1,
+        optimizer=optimizer,
+        loss_fn=loss_fn,
+        precision="bf16",
+        channels_last=True,
+        progress=False,
+        verbose=False,
+    )
     assert history.val_acc[0] > 0.3
     assert history.precision == "bf16"
-    auto = engine.fit(model, train, epochs=1, optimizer=optimizer, loss_fn=loss_fn, precision="auto",
-                      progress=False, verbose=False)
+    auto = engine.fit(
+        model,
+        train,
+        epochs=1,
+        optimizer=optimizer,
+        loss_fn=loss_fn,
+        precision="auto",
+        progress=False,
+        verbose=False,
+    )
     assert auto.precision == ("bf16" if cu_utils.bf16_supported("cpu") else "fp32")
     with pytest.raises(ValueError, match="precision"):
         engine.fit(model, train, epochs=1, optimizer=optimizer, loss_fn=loss_fn, precision="fp8")
@@ -191,8 +240,16 @@ def test_one_cycle_scheduler_steps_per_batch(digits):
     train, _ = digits
     model, optimizer, loss_fn = _setup()
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=3e-3, total_steps=2 * len(train))
-    history = engine.fit(model, train, epochs=2, optimizer=optimizer, loss_fn=loss_fn, scheduler=scheduler,
-                         progress=False, verbose=False)
+    history = engine.fit(
+        model,
+        train,
+        epochs=2,
+        optimizer=optimizer,
+        loss_fn=loss_fn,
+        scheduler=scheduler,
+        progress=False,
+        verbose=False,
+    )
     assert history.lr[-1] < 1e-4  # annealed to the end of the cycle: it stepped once per batch
 
 
@@ -235,11 +292,31 @@ def test_ctrl_c_anywhere_leaves_a_consistent_history(digits, monkeypatch, where)
         monkeypatch.setattr(scheduler, "step", _interrupting(scheduler.step, 2))
     else:  # the 5th batch of epoch 2
         loss_fn = _interrupting(loss_fn, len(train) + 5)
-    history = engine.fit(model, train, test, epochs=4, optimizer=optimizer, loss_fn=loss_fn, scheduler=scheduler,
-                         scheduler_step="epoch", keep_best=True, progress=False, verbose=False)
+    history = engine.fit(
+        model,
+        train,
+        test,
+        epochs=4,
+        optimizer=optimizer,
+        loss_fn=loss_fn,
+        scheduler=scheduler,
+        scheduler_step="epoch",
+        keep_best=True,
+        progress=False,
+        verbose=False,
+    )
     assert history.interrupted and history.epochs == 1
-    lengths = {len(v) for v in (history.train_loss, history.train_acc, history.val_loss, history.val_acc,
-                                history.lr, history.epoch_time)}
+    lengths = {
+        len(v)
+        for v in (
+            history.train_loss,
+            history.train_acc,
+            history.val_loss,
+            history.val_acc,
+            history.lr,
+            history.epoch_time,
+        )
+    }
     assert lengths == {1}
     assert "epoch 1:" in repr(history) and history.best_epoch == 1
     history.plot()  # plots without complaint
@@ -250,7 +327,9 @@ def test_ctrl_c_message_names_the_interrupted_epoch(digits, monkeypatch, capsys)
     model, optimizer, loss_fn = _setup()
     monkeypatch.setattr(engine, "evaluate", _interrupting(engine.evaluate, 2))
     engine.fit(model, train, test, epochs=3, optimizer=optimizer, loss_fn=loss_fn, progress=False)
-    assert "Interrupted during epoch 2: returning the history of 1 completed epoch(s)" in capsys.readouterr().out
+    assert (
+        "Interrupted during epoch 2: returning the history of 1 completed epoch(s)" in capsys.readouterr().out
+    )
 
 
 def test_best_epoch_is_derived_and_keep_best_restores_a_middle_epoch(digits, monkeypatch):
@@ -265,8 +344,17 @@ def test_best_epoch_is_derived_and_keep_best_restores_a_middle_epoch(digits, mon
         return real(m, loader, **kw) | {"acc": next(scores)}
 
     monkeypatch.setattr(engine, "evaluate", scripted)
-    history = engine.fit(model, train, test, epochs=3, optimizer=optimizer, loss_fn=loss_fn, keep_best=True,
-                         progress=False, verbose=False)
+    history = engine.fit(
+        model,
+        train,
+        test,
+        epochs=3,
+        optimizer=optimizer,
+        loss_fn=loss_fn,
+        keep_best=True,
+        progress=False,
+        verbose=False,
+    )
     assert history.best_epoch == 2
     assert torch.equal(model.fc.weight, weights[1]) and not torch.equal(model.fc.weight, weights[2])
 
@@ -279,16 +367,31 @@ def test_scheduler_stepping_must_be_said_unless_the_type_settles_it(digits):
         engine.fit(model, train, epochs=1, optimizer=optimizer, loss_fn=loss_fn, scheduler=warmup)
     with pytest.raises(ValueError, match="ReduceLROnPlateau.*scheduler_step='epoch'"):
         plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer)
-        engine.fit(model, train, epochs=1, optimizer=optimizer, loss_fn=loss_fn, scheduler=plateau,
-                   scheduler_step="batch")
+        engine.fit(
+            model,
+            train,
+            epochs=1,
+            optimizer=optimizer,
+            loss_fn=loss_fn,
+            scheduler=plateau,
+            scheduler_step="batch",
+        )
 
 
 def test_per_batch_warmup_steps_every_batch(digits, capsys):
     train, _ = digits  # 12 batches per epoch
     model, optimizer, loss_fn = _setup(lr=1e-3)
     warmup = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / 100))
-    history = engine.fit(model, train, epochs=2, optimizer=optimizer, loss_fn=loss_fn, scheduler=warmup,
-                         scheduler_step="batch", progress=False)
+    history = engine.fit(
+        model,
+        train,
+        epochs=2,
+        optimizer=optimizer,
+        loss_fn=loss_fn,
+        scheduler=warmup,
+        scheduler_step="batch",
+        progress=False,
+    )
     assert history.lr == pytest.approx([1e-3 * 13 / 100, 1e-3 * 25 / 100])
     assert "LambdaLR steps after every batch" in capsys.readouterr().out
 
@@ -297,16 +400,35 @@ def test_per_epoch_and_plateau_schedulers(digits):
     train, test = digits
     model, optimizer, loss_fn = _setup(lr=1e-3)
     step = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5)
-    history = engine.fit(model, train, test, epochs=2, optimizer=optimizer, loss_fn=loss_fn, scheduler=step,
-                         scheduler_step="epoch", progress=False, verbose=False)
+    history = engine.fit(
+        model,
+        train,
+        test,
+        epochs=2,
+        optimizer=optimizer,
+        loss_fn=loss_fn,
+        scheduler=step,
+        scheduler_step="epoch",
+        progress=False,
+        verbose=False,
+    )
     assert history.lr == pytest.approx([5e-4, 2.5e-4])
     model, optimizer, loss_fn = _setup(lr=1e-3)
     plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, patience=0, factor=0.1)
     seen = []
     real_step = plateau.step
     plateau.step = lambda metric: (seen.append(metric), real_step(metric))
-    history = engine.fit(model, train, test, epochs=2, optimizer=optimizer, loss_fn=loss_fn, scheduler=plateau,
-                         progress=False, verbose=False)
+    history = engine.fit(
+        model,
+        train,
+        test,
+        epochs=2,
+        optimizer=optimizer,
+        loss_fn=loss_fn,
+        scheduler=plateau,
+        progress=False,
+        verbose=False,
+    )
     assert seen == pytest.approx(history.val_loss)  # stepped once per epoch, on the validation loss
 
 
@@ -321,7 +443,9 @@ def test_nan_after_many_steps_stops_at_that_step_with_finite_weights(digits):
         return loss * float("nan") if calls["n"] == 63 else loss
 
     with pytest.raises(engine.NonFiniteLossError, match="epoch 6, step 3") as info:
-        engine.fit(model, train, epochs=10, optimizer=optimizer, loss_fn=late_nan, progress=False, verbose=False)
+        engine.fit(
+            model, train, epochs=10, optimizer=optimizer, loss_fn=late_nan, progress=False, verbose=False
+        )
     assert calls["n"] == 63  # not one step further
     assert info.value.history.epochs == 5
     assert all(torch.isfinite(p).all() for p in model.parameters())
@@ -332,7 +456,9 @@ def test_weights_that_turned_non_finite_are_replaced_by_the_last_epochs(digits):
     model, optimizer, loss_fn = _setup()
     real_step, steps = optimizer.step, {"n": 0}
 
-    def poisoning_step(*args, **kwargs):  # a finite loss whose update breaks the weights (e.g. an inf gradient)
+    def poisoning_step(
+        *args, **kwargs
+    ):  # a finite loss whose update breaks the weights (e.g. an inf gradient)
         steps["n"] += 1
         real_step(*args, **kwargs)
         if steps["n"] == 15:
@@ -341,7 +467,9 @@ def test_weights_that_turned_non_finite_are_replaced_by_the_last_epochs(digits):
 
     optimizer.step = poisoning_step
     with pytest.raises(engine.NonFiniteLossError, match="epoch 2, step 4"):
-        engine.fit(model, train, epochs=3, optimizer=optimizer, loss_fn=loss_fn, progress=False, verbose=False)
+        engine.fit(
+            model, train, epochs=3, optimizer=optimizer, loss_fn=loss_fn, progress=False, verbose=False
+        )
     assert all(torch.isfinite(p).all() for p in model.parameters())
 
 
@@ -358,8 +486,15 @@ def test_evaluate_predict_and_fit_give_every_submodule_its_mode_back(digits):
     engine.evaluate(model, test)
     engine.predict(model, test)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    engine.fit(model, train, epochs=1, optimizer=optimizer, loss_fn=nn.CrossEntropyLoss(), progress=False,
-               verbose=False)
+    engine.fit(
+        model,
+        train,
+        epochs=1,
+        optimizer=optimizer,
+        loss_fn=nn.CrossEntropyLoss(),
+        progress=False,
+        verbose=False,
+    )
     assert model.training and not model.conv1.training and model.conv2.training
 
 

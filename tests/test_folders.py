@@ -47,8 +47,11 @@ def test_skipped_files_leave_targets_and_imgs_in_agreement(tmp_path):
 def test_val_folder_with_other_classes_is_refused(tmp_path):
     _make_folder(tmp_path)
     (tmp_path / "val" / "dogs").rename(tmp_path / "val" / "wolves")
-    with pytest.raises(ValueError, match=r"train/ has the classes \['cats', 'dogs'\], but val/ has \['cats', "
-                       r"'wolves'\] \(missing there: \['dogs'\]; only there: \['wolves'\]\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"train/ has the classes \['cats', 'dogs'\], but val/ has \['cats', "
+        r"'wolves'\] \(missing there: \['dogs'\]; only there: \['wolves'\]\)",
+    ):
         data.image_folder(tmp_path)
     shutil.rmtree(tmp_path / "val" / "wolves")  # val/ lacks a class: its labels would shift too
     with pytest.raises(ValueError, match=r"but val/ has \['cats'\] \(missing there: \['dogs'\]\)"):
@@ -120,5 +123,7 @@ def test_image_folder_reads_normalisation_from_weights_transforms(tmp_path):
     weights_tf = ResNet18_Weights.DEFAULT.transforms()
     bundle = data.image_folder(tmp_path, transform=weights_tf)
     assert bundle.mean == tuple(weights_tf.mean) and bundle.std == tuple(weights_tf.std)
-    custom = data.transforms.Compose([data.transforms.ToTensor(), data.transforms.Normalize((0.5,) * 3, (0.2,) * 3)])
+    custom = data.transforms.Compose(
+        [data.transforms.ToTensor(), data.transforms.Normalize((0.5,) * 3, (0.2,) * 3)]
+    )
     assert data.image_folder(tmp_path, transform=custom).std == (0.2, 0.2, 0.2)

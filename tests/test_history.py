@@ -6,8 +6,16 @@ from course_utils.history import History
 
 
 def _two_epochs() -> History:
-    return History(train_loss=[1.0, 0.5], train_acc=[0.5, 0.8], val_loss=[0.9, 0.6], val_acc=[0.6, 0.7],
-                   epoch_time=[1.5, 2.0], lr=[0.1, 0.01], precision="bf16", label="run")
+    return History(
+        train_loss=[1.0, 0.5],
+        train_acc=[0.5, 0.8],
+        val_loss=[0.9, 0.6],
+        val_acc=[0.6, 0.7],
+        epoch_time=[1.5, 2.0],
+        lr=[0.1, 0.01],
+        precision="bf16",
+        label="run",
+    )
 
 
 def test_history_totals_and_repr():
@@ -15,7 +23,9 @@ def test_history_totals_and_repr():
     assert history.epochs == 2 and history.total_time == 3.5
     lines = repr(history).splitlines()
     assert lines[0] == "History(run: 2 epochs, 3.5 s)"
-    assert lines[2] == "  epoch 2: train_loss 0.5000  train_acc 80.00%  val_loss 0.6000  val_acc 70.00%  (2.0 s)"
+    assert (
+        lines[2] == "  epoch 2: train_loss 0.5000  train_acc 80.00%  val_loss 0.6000  val_acc 70.00%  (2.0 s)"
+    )
 
 
 def test_history_without_validation_says_interrupted():

@@ -42,7 +42,6 @@ def test_improved_cnn_drops_the_flattened_features():
     assert zero_fraction > (seen[0] == 0).float().mean().item() + 0.2
 
 
-
 def _source_forward(model: models.SimpleCNN, x: torch.Tensor) -> torch.Tensor:
     """The source's order: ReLU before pooling."""
     x = model.pool(F.relu(model.conv1(x)))
@@ -60,6 +59,7 @@ def test_simple_cnn_computes_the_sources_function():
     grads = [torch.autograd.grad(out.square().sum(), list(model.parameters())) for out in (ours, source)]
     for g_ours, g_source in zip(*grads, strict=True):
         torch.testing.assert_close(g_ours, g_source)
+
 
 def test_cnn_rejects_wrong_shapes_clearly():
     model = models.SimpleCNN()
@@ -117,7 +117,15 @@ def test_resnet_head_trains_with_loss_backward():
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
     loader = [(torch.randn(4, 3, 64, 64), torch.tensor([0, 1, 0, 1]))]
     before = model.fc.weight.detach().clone()
-    fit(model, loader, epochs=1, optimizer=optimizer, loss_fn=nn.CrossEntropyLoss(), progress=False, verbose=False)
+    fit(
+        model,
+        loader,
+        epochs=1,
+        optimizer=optimizer,
+        loss_fn=nn.CrossEntropyLoss(),
+        progress=False,
+        verbose=False,
+    )
     assert not torch.equal(before, model.fc.weight)
 
 
@@ -141,7 +149,9 @@ def test_resnet_weights_unavailable(monkeypatch, tmp_path, capsys):
     assert "random weights (NOT pretrained)" in capsys.readouterr().out
 
 
-def test_resnet_download_failure_changes_no_global_state_and_leaves_no_file(monkeypatch, tmp_path, no_network):
+def test_resnet_download_failure_changes_no_global_state_and_leaves_no_file(
+    monkeypatch, tmp_path, no_network
+):
     import socket
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))

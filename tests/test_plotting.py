@@ -61,8 +61,13 @@ def test_show_images_rejects_mismatched_shapes():
 
 
 def test_plot_history_two_runs_objects_and_dicts():
-    first = SimpleNamespace(train_loss=[1.0, 0.5, 0.25], train_acc=[0.5, 0.7, 0.9], val_loss=[1.1, 0.6, 0.4],
-                            val_acc=[0.4, 0.6, 0.8], label="small")
+    first = SimpleNamespace(
+        train_loss=[1.0, 0.5, 0.25],
+        train_acc=[0.5, 0.7, 0.9],
+        val_loss=[1.1, 0.6, 0.4],
+        val_acc=[0.4, 0.6, 0.8],
+        label="small",
+    )
     second = {"train_loss": [2.0, 1.0], "train_acc": [0.1, 0.2], "val_loss": [], "val_acc": []}
     fig = plot_history(first, second)
     ax_loss, ax_acc = fig.axes[:2]

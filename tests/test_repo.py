@@ -47,14 +47,21 @@ def test_notebook_follows_the_course_structure(path):
     assert "## Summary" in markdown and "## Further reading" in markdown
     assert re.search(r"## 1\. ", markdown), "numbered sections"
     assert len(re.findall(r"### Exercise", markdown)) >= 2, "two or more exercises"
-    assert code.count("cu.checks.") >= 2 and markdown.count("<details>") >= 2, "checked exercises, hidden solutions"
+    assert code.count("cu.checks.") >= 2 and markdown.count("<details>") >= 2, (
+        "checked exercises, hidden solutions"
+    )
     assert "import *" not in code and "sys.path" not in code
 
 
-def test_ruff_is_clean():
-    result = subprocess.run([sys.executable, "-m", "ruff", "check", "course_utils", "tests", "notebooks", "tools",
-                             "benchmarks", "course.py"], cwd=ROOT, capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout + result.stderr
+CODE = ["course_utils", "tests", "notebooks", "tools", "benchmarks", "course.py"]
+
+
+@pytest.mark.parametrize("command", [["check"], ["format", "--check"]], ids=["lint", "format"])
+def test_ruff_is_clean(command):
+    result = subprocess.run(
+        [sys.executable, "-m", "ruff", *command, *CODE], cwd=ROOT, capture_output=True, text=True
+    )
+    assert result.returncode == 0, f"run: ruff {' '.join(command)} (without --check to fix)\n" + result.stdout
 
 
 def test_environment_yml_matches_pyproject():
@@ -72,7 +79,11 @@ def test_environment_yml_matches_pyproject():
 
 def test_lock_file_pins_every_dependency():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    lines = [ln for ln in (ROOT / "requirements-lock.txt").read_text().splitlines() if ln and not ln.startswith("#")]
+    lines = [
+        ln
+        for ln in (ROOT / "requirements-lock.txt").read_text().splitlines()
+        if ln and not ln.startswith("#")
+    ]
     pins = {_name(ln): ln.split("==")[1] for ln in lines}
     assert all("==" in ln for ln in lines)
     assert pins["torch"] == "2.14.1" and pins["torchvision"] == "0.29.1"
@@ -94,9 +105,12 @@ def test_ci_runs_the_readme_test_command():
 
 
 def test_badges_and_colab_cells_are_current():
-    result = subprocess.run([sys.executable, "tools/notebook_headers.py", "--check"], cwd=ROOT, capture_output=True,
-                            text=True)
-    assert result.returncode == 0, "stale launch badges: run python tools/notebook_headers.py\n" + result.stdout
+    result = subprocess.run(
+        [sys.executable, "tools/notebook_headers.py", "--check"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert result.returncode == 0, (
+        "stale launch badges: run python tools/notebook_headers.py\n" + result.stdout
+    )
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -117,13 +131,20 @@ def test_badges_point_at_this_notebook(path):
     assert colab == [f"https://colab.research.google.com/github/{repo}/blob/{ref}/notebooks/{path.name}"]
     assert binder == [f"https://mybinder.org/v2/gh/{repo}/{ref}?urlpath=lab/tree/notebooks/{path.name}"]
     setup = nb.cells[1]
-    assert "colab-setup" in setup.metadata.get("tags", []) and 'if "google.colab" in sys.modules:' in setup.source
+    assert (
+        "colab-setup" in setup.metadata.get("tags", [])
+        and 'if "google.colab" in sys.modules:' in setup.source
+    )
     assert f"@{ref}" in setup.source and "torch" not in setup.source.split("package =")[1].split("\n")[0]
 
 
 def test_pip_part_of_environment_yml_installs(tmp_path):
     # What Binder/conda run for the pip section (`pip install -e .`), resolved without installing anything.
-    result = subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run",
-                             "-e", str(ROOT)], capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--dry-run", "-e", str(ROOT)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "course-utils" in result.stdout.lower() or "course_utils" in result.stdout.lower()

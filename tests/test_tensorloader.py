@@ -31,7 +31,6 @@ def test_shuffle_is_seeded_and_changes_each_epoch():
     assert not torch.equal(first, next(iter(a))[1])
 
 
-
 def test_reseed_repeats_the_batches_of_a_fresh_loader():
     images, labels = _data(50)
     loader = TensorLoader(images, labels, batch_size=16, shuffle=True, max_shift=1, seed=3)
@@ -41,6 +40,7 @@ def test_reseed_repeats_the_batches_of_a_fresh_loader():
     loader.reseed(3)
     for (x_first, y_first), (x, y) in zip(first, loader, strict=True):
         assert torch.equal(y_first, y) and torch.equal(x_first, x)  # same order, same random shifts
+
 
 def test_drop_last_and_dataset_view():
     images, labels = _data()

@@ -43,8 +43,9 @@ def test_get_device_says_which(capsys):
 
 def test_module_main_prints_report(tmp_path):
     env = {"COURSE_DATA_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"}
-    result = subprocess.run([sys.executable, "-m", "course_utils"], capture_output=True, text=True, env=env,
-                            timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "course_utils"], capture_output=True, text=True, env=env, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     for word in ("torch", "torchvision", "data dir", "Using device", "MNIST", "missing"):
         assert word in result.stdout
@@ -54,8 +55,15 @@ def test_public_api_is_explicit():
     for name in course_utils.__all__:
         assert hasattr(course_utils, name), name
     public = {name for name in dir(course_utils) if not name.startswith("_")}
-    assert public - set(course_utils.__all__) <= {"annotations", "checkpoint", "history", "utils", "folders",
-                                                 "synthetic", "tensorloader"}, "unlisted public names"
+    assert public - set(course_utils.__all__) <= {
+        "annotations",
+        "checkpoint",
+        "history",
+        "utils",
+        "folders",
+        "synthetic",
+        "tensorloader",
+    }, "unlisted public names"
 
 
 _GLOBAL_STATE = """
@@ -76,14 +84,18 @@ print(state())
 
 
 def test_import_changes_no_global_state():
-    result = subprocess.run([sys.executable, "-c", _GLOBAL_STATE], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", _GLOBAL_STATE], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[0] == "True", result.stdout
 
 
 def test_bf16_on_cuda_needs_native_support(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))  # a T4: emulated only
+    monkeypatch.setattr(
+        torch.cuda, "get_device_capability", lambda device=None: (7, 5)
+    )  # a T4: emulated only
     assert utils.bf16_supported("cuda") is False
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (8, 0))  # an A100
     assert utils.bf16_supported("cuda:0") is True
@@ -115,8 +127,9 @@ print((cu.utils.page_faults() - before) // 10)
 
 
 def _faults_per_step(mode: str) -> int:
-    result = subprocess.run([sys.executable, "-c", _FAULTS_PER_STEP, mode], capture_output=True, text=True,
-                            timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", _FAULTS_PER_STEP, mode], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     return int(result.stdout)
 

@@ -24,23 +24,36 @@ def shown_shape(box) -> tuple[int, int]:
 def torch_shape(box) -> tuple[int, int]:
     image = box.images[box.image_dropdown.value]
     kernel = KERNELS[box.kernel_dropdown.value]
-    out = F.conv2d(image[None, None], kernel[None, None], stride=box.stride.value, padding=box.padding.value,
-                   dilation=box.dilation.value)
+    out = F.conv2d(
+        image[None, None],
+        kernel[None, None],
+        stride=box.stride.value,
+        padding=box.padding.value,
+        dilation=box.dilation.value,
+    )
     return tuple(out.shape[-2:])
 
 
 def test_conv_output_size_matches_conv2d():
     checked = 0
     # ~200 settings: each new one costs conv2d a few ms of set-up on the CPU, so the grid is kept small.
-    for size, k, stride, padding, dilation in itertools.product((5, 8, 11), (1, 2, 3, 5), (1, 2, 3), (0, 2),
-                                                                  (1, 2, 3)):
+    for size, k, stride, padding, dilation in itertools.product(
+        (5, 8, 11), (1, 2, 3, 5), (1, 2, 3), (0, 2), (1, 2, 3)
+    ):
         expected_positive = size + 2 * padding - dilation * (k - 1) >= 1
         if not expected_positive:
             continue  # conv2d refuses kernels larger than the padded input
-        out = F.conv2d(torch.zeros(1, 1, size, size + 1), torch.zeros(1, 1, k, k), stride=stride,
-                       padding=padding, dilation=dilation)
-        assert out.shape[-2:] == (conv_output_size(size, k, stride, padding, dilation),
-                                  conv_output_size(size + 1, k, stride, padding, dilation))
+        out = F.conv2d(
+            torch.zeros(1, 1, size, size + 1),
+            torch.zeros(1, 1, k, k),
+            stride=stride,
+            padding=padding,
+            dilation=dilation,
+        )
+        assert out.shape[-2:] == (
+            conv_output_size(size, k, stride, padding, dilation),
+            conv_output_size(size + 1, k, stride, padding, dilation),
+        )
         checked += 1
     assert checked > 150
 
@@ -104,8 +117,16 @@ def test_your_image_is_offered_and_a_too_large_kernel_is_explained():
 
 
 def test_kernels_are_square_and_odd():
-    assert {"identity", "box blur 3x3", "gaussian blur 5x5", "sharpen", "Sobel x", "Sobel y", "Laplacian",
-            "emboss"} == set(KERNELS)
+    assert {
+        "identity",
+        "box blur 3x3",
+        "gaussian blur 5x5",
+        "sharpen",
+        "Sobel x",
+        "Sobel y",
+        "Laplacian",
+        "emboss",
+    } == set(KERNELS)
     for kernel in KERNELS.values():
         assert kernel.dim() == 2 and kernel.shape[0] == kernel.shape[1] and kernel.shape[0] % 2 == 1
     assert KERNELS["gaussian blur 5x5"].sum().item() == pytest.approx(1.0)

@@ -40,8 +40,10 @@ def badge_line(notebook: str, repo: str, ref: str) -> str:
     binder = f"https://mybinder.org/v2/gh/{repo}/{ref}?urlpath=lab/tree/notebooks/{notebook}"
     # The marker goes at the end: a line that *starts* with an HTML comment is an HTML block in Markdown, and
     # the badges after it would show as raw text instead of images.
-    return (f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({colab}) "
-            f"[![Launch Binder](https://mybinder.org/badge_logo.svg)]({binder}) {MARKER}")
+    return (
+        f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({colab}) "
+        f"[![Launch Binder](https://mybinder.org/badge_logo.svg)]({binder}) {MARKER}"
+    )
 
 
 def colab_cell_source(repo: str, ref: str) -> str:
@@ -83,7 +85,9 @@ def update(nb: nbformat.NotebookNode, name: str, repo: str, ref: str) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--check", action="store_true", help="report stale notebooks, change nothing")
     args = parser.parse_args(argv)
     repo, ref = repository()

@@ -39,7 +39,9 @@ def strip(nb: nbformat.NotebookNode) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--check", action="store_true", help="only report notebooks that have outputs")
     parser.add_argument("notebooks", nargs="*", type=Path)
     args = parser.parse_args(argv)
