@@ -7,7 +7,7 @@ the rest.
 
 __version__ = "0.1.0"
 
-from . import checks, config, data, engine, features, models, plotting, widgets
+from . import checks, config, data, engine, features, fewshot, models, plotting, widgets
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import DATA_DIR, SMOKE
 from .engine import History, NonFiniteLossError, Predictions, evaluate, fit, predict, train_one_epoch
@@ -33,6 +33,7 @@ __all__ = [
     "config",
     "data",
     "engine",
+    "fewshot",
     "models",
     "plotting",
     "features",
