@@ -12,7 +12,7 @@ import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["DownloadError", "download_file", "md5sum", "safe_extract_zip", "gunzip"]
+__all__ = ["DownloadError", "download_file", "file_digest", "safe_extract_zip", "gunzip"]
 
 TIMEOUT_S = 10.0  # per connection attempt; torchvision's own urlopen has none and can hang for minutes
 _CHUNK = 1 << 20
@@ -22,17 +22,9 @@ class DownloadError(RuntimeError):
     """A download failed: no network, wrong checksum or a truncated file. Nothing was left behind."""
 
 
-def md5sum(path: Path) -> str:
-    """The MD5 hex digest of a file, read in chunks."""
-    digest = hashlib.md5()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
+def file_digest(path: Path, algorithm: str = "md5") -> str:
+    """The hex digest of a file (MD5 unless another ``hashlib`` algorithm is named), read in chunks."""
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(_CHUNK), b""):
             digest.update(chunk)
@@ -66,7 +58,7 @@ def download_file(
         DownloadError: No mirror answered in time, or the file was truncated or corrupt.
     """
     dest = Path(dest)
-    if dest.is_file() and (md5 is None or md5sum(dest) == md5):
+    if dest.is_file() and (md5 is None or file_digest(dest) == md5):
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     errors = []
@@ -80,11 +72,11 @@ def download_file(
             size = tmp.stat().st_size
             if expected is not None and size != int(expected):
                 raise DownloadError(f"{url}: truncated download ({size} of {expected} bytes)")
-            if md5 is not None and (got := md5sum(tmp)) != md5:
+            if md5 is not None and (got := file_digest(tmp)) != md5:
                 raise DownloadError(
                     f"{url}: checksum mismatch (MD5 {got}, expected {md5}); the file is corrupt"
                 )
-            if sha256_prefix is not None and not (got := _sha256(tmp)).startswith(sha256_prefix):
+            if sha256_prefix is not None and not (got := file_digest(tmp, "sha256")).startswith(sha256_prefix):
                 raise DownloadError(
                     f"{url}: checksum mismatch (SHA-256 {got[:12]}..., expected "
                     f"{sha256_prefix}...); the file is corrupt"

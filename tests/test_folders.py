@@ -101,7 +101,7 @@ def test_hymenoptera_zip_is_verified_and_extracted(tmp_data, tmp_path, monkeypat
     with zipfile.ZipFile(archive, "w") as zf:
         for f in source.rglob("*.jpg"):
             zf.write(f, f.relative_to(source.parent))
-    monkeypatch.setattr(folders, "HYMENOPTERA_MD5", _download.md5sum(archive))
+    monkeypatch.setattr(folders, "HYMENOPTERA_MD5", _download.file_digest(archive))
     monkeypatch.setattr(folders, "HYMENOPTERA_URL", archive.as_uri())
     bundle = data.hymenoptera(data_dir=tmp_data, batch_size=2)
     assert bundle.classes == ["cats", "dogs"]
