@@ -17,7 +17,7 @@ def test_download_verifies_checksum_and_leaves_nothing(tmp_path):
     with pytest.raises(_download.DownloadError, match="checksum mismatch"):
         _download.download_file([source.as_uri()], dest, md5="0" * 32)
     assert list(dest.parent.iterdir()) == []
-    _download.download_file([source.as_uri()], dest, md5=_download.md5sum(source))
+    _download.download_file([source.as_uri()], dest, md5=_download.file_digest(source))
     assert dest.read_bytes() == b"hello data"
 
 
