@@ -76,7 +76,9 @@ def download_file(
                 raise DownloadError(
                     f"{url}: checksum mismatch (MD5 {got}, expected {md5}); the file is corrupt"
                 )
-            if sha256_prefix is not None and not (got := file_digest(tmp, "sha256")).startswith(sha256_prefix):
+            if sha256_prefix is not None and not (got := file_digest(tmp, "sha256")).startswith(
+                sha256_prefix
+            ):
                 raise DownloadError(
                     f"{url}: checksum mismatch (SHA-256 {got[:12]}..., expected "
                     f"{sha256_prefix}...); the file is corrupt"
