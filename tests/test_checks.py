@@ -18,13 +18,26 @@ def no_dilation_size(size, kernel_size, stride=1, padding=0, dilation=1):
 
 def assert_passed(result, capsys):
     out = capsys.readouterr().out
-    assert result is True and out.startswith("✅ Correct"), out
+    assert isinstance(result, checks.Verdict) and result.passed is True, result
+    assert out.startswith("✅ Correct") and out.count("\n") == 1, out  # one line of feedback
+    return out
 
 
 def assert_failed(result, capsys, prefix="❌ Not yet:"):
     out = capsys.readouterr().out
-    assert result is False and out.startswith(prefix), out
+    assert isinstance(result, checks.Verdict) and result.passed is False, result
+    assert out.startswith(prefix) and out.count("\n") == 1, out
     return out
+
+
+def test_a_verdict_shows_nothing_in_a_notebook():
+    """Jupyter shows a cell's last value unless it has _ipython_display_; a check cell shows only its line."""
+    from IPython.core.formatters import DisplayFormatter
+
+    for verdict in (checks.Verdict(True), checks.Verdict(False)):
+        data, _ = DisplayFormatter().format(verdict)
+        assert data == {}, data
+    assert bool(checks.Verdict(True)) and not checks.Verdict(False)
 
 
 def test_conv_output_size(capsys):
@@ -195,6 +208,6 @@ def test_equal(capsys):
     ],
 )
 def test_placeholder_answers_get_a_nudge_not_a_blame(call, capsys):
-    assert call() is False
+    assert call().passed is False
     out = capsys.readouterr().out
     assert "there is no answer yet" in out and "raised" not in out

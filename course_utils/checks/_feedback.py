@@ -9,27 +9,49 @@ from typing import Any
 import torch
 from torch import nn
 
-from .utils import eval_mode
+from ..utils import eval_mode
 
-__all__ = ["passed", "failed", "raised", "unanswered", "number", "same", "run_on_zeros"]
+__all__ = ["Verdict", "NOT_YET", "passed", "failed", "raised", "unanswered", "number", "same", "run_on_zeros"]
 
 
-def passed(message: str) -> bool:
-    """Print a ✅ line and return True."""
+class Verdict:
+    """What a check returns: true when the answer is right. The check has already printed its one line of
+    feedback, so a verdict shows nothing in a notebook (no ``True``/``False`` echoed under the ✅ or ❌ line)."""
+
+    __slots__ = ("passed",)
+
+    def __init__(self, passed: bool) -> None:
+        self.passed = passed
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    def __repr__(self) -> str:
+        return f"Verdict(passed={self.passed})"
+
+    def _ipython_display_(self) -> None:
+        """Jupyter calls this instead of showing the repr: the feedback line is all a check cell shows."""
+
+
+NOT_YET = Verdict(False)  # returned after a ❌ line that was already printed
+
+
+def passed(message: str) -> Verdict:
+    """Print a ✅ line; the verdict is true."""
     print(f"✅ Correct! {message}")
-    return True
+    return Verdict(True)
 
 
-def failed(hint: str) -> bool:
-    """Print a ❌ hint and return False."""
+def failed(hint: str) -> Verdict:
+    """Print a ❌ hint; the verdict is false."""
     print(f"❌ Not yet: {hint}")
-    return False
+    return NOT_YET
 
 
-def raised(exc: BaseException) -> bool:
-    """Report the learner's exception as a ❌ line (a check never raises for a wrong answer); return False."""
+def raised(exc: BaseException) -> Verdict:
+    """Report the learner's exception as a ❌ line (a check never raises for a wrong answer)."""
     print(f"❌ Your code raised {type(exc).__name__}: {exc}")
-    return False
+    return NOT_YET
 
 
 _PLACEHOLDERS = (None, ...)

@@ -1,4 +1,4 @@
-"""Friendly checks for the notebook exercises: they print ✅ or a ❌ hint and return True or False."""
+"""Checks for the convolution exercises (notebooks 01 and 02): sizes, shapes, parameter counts, kernels."""
 
 from __future__ import annotations
 
@@ -10,22 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._feedback import failed, number, passed, raised, run_on_zeros, same, unanswered
-from .models import conv_output_size
+from ..models import conv_output_size
+from ._feedback import NOT_YET, Verdict, failed, number, passed, raised, run_on_zeros, unanswered
 
-__all__ = [
-    "check_conv_output_size",
-    "check_output_shape",
-    "check_conv_params",
-    "check_flatten_features",
-    "check_conv2d_manual",
-    "check_kernel",
-    "check_trainable",
-    "check_accuracy",
-    "check_equal",
-]
-
-# A check never raises for a wrong answer: learners should see a hint, not a traceback. Only mistakes by
 # the notebook author (an unknown kernel name, say) raise.
 
 
@@ -43,14 +30,14 @@ _CONV_CASES = [  # (size, kernel_size, stride, padding, dilation)
 ]
 
 
-def check_conv_output_size(fn: Callable[..., Any]) -> bool:
+def check_conv_output_size(fn: Callable[..., Any]) -> Verdict:
     """Check a learner's ``fn(size, kernel_size, stride=1, padding=0, dilation=1)`` on several cases.
 
     Args:
         fn: The learner's function.
 
     Returns:
-        True when every case matches PyTorch's formula.
+        A true Verdict when every case matches PyTorch's formula.
     """
     defaults = {"stride": 1, "padding": 0, "dilation": 1}
     for size, k, stride, padding, dilation in _CONV_CASES:
@@ -59,7 +46,7 @@ def check_conv_output_size(fn: Callable[..., Any]) -> bool:
         except Exception as exc:  # learner code: report, do not raise
             return raised(exc)
         if unanswered(answer):
-            return False
+            return NOT_YET
         if number(answer) != conv_output_size(size, k, stride, padding, dilation):
             extras = {"stride": stride, "padding": padding, "dilation": dilation}
             args = ", ".join(
@@ -74,7 +61,7 @@ def check_conv_output_size(fn: Callable[..., Any]) -> bool:
     return passed(f"your formula matches PyTorch on all {len(_CONV_CASES)} cases.")
 
 
-def check_output_shape(answer: Sequence[int], layer: nn.Module, input_shape: Sequence[int]) -> bool:
+def check_output_shape(answer: Sequence[int], layer: nn.Module, input_shape: Sequence[int]) -> Verdict:
     """Check a predicted output shape by running ``layer`` on zeros of ``input_shape``.
 
     Args:
@@ -83,10 +70,10 @@ def check_output_shape(answer: Sequence[int], layer: nn.Module, input_shape: Seq
         input_shape: Shape of the input, including the batch dimension.
 
     Returns:
-        True when the shape matches.
+        A true Verdict when the shape matches.
     """
     if unanswered(answer):
-        return False
+        return NOT_YET
     try:
         expected = tuple(run_on_zeros(layer, input_shape).shape)
     except Exception as exc:  # the layer may be the learner's own and fail on this input
@@ -115,7 +102,7 @@ def check_output_shape(answer: Sequence[int], layer: nn.Module, input_shape: Seq
 
 def check_conv_params(
     answer: int, in_channels: int, out_channels: int, kernel_size: int | tuple[int, int], bias: bool = True
-) -> bool:
+) -> Verdict:
     """Check the number of parameters of ``nn.Conv2d(in_channels, out_channels, kernel_size, bias=bias)``.
 
     Args:
@@ -126,10 +113,10 @@ def check_conv_params(
         bias: Whether the layer has a bias.
 
     Returns:
-        True when the count is right.
+        A true Verdict when the count is right.
     """
     if unanswered(answer):
-        return False
+        return NOT_YET
     kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else kernel_size
     weights = out_channels * in_channels * kh * kw
     expected = weights + (out_channels if bias else 0)
@@ -152,7 +139,7 @@ def check_conv_params(
 
 def check_flatten_features(
     answer: int, model_or_layers: nn.Module | Iterable[nn.Module], input_shape: Sequence[int]
-) -> bool:
+) -> Verdict:
     """Check the number of features after flattening the output of some layers (per image).
 
     Args:
@@ -161,10 +148,10 @@ def check_flatten_features(
         input_shape: Input shape ``(C, H, W)`` or ``(batch, C, H, W)``.
 
     Returns:
-        True when the number is right.
+        A true Verdict when the number is right.
     """
     if unanswered(answer):
-        return False
+        return NOT_YET
     module = model_or_layers if isinstance(model_or_layers, nn.Module) else nn.Sequential(*model_or_layers)
     shape = tuple(input_shape)
     shape = (1, *shape) if len(shape) == 3 else shape  # a single image gets a batch dimension
@@ -185,14 +172,14 @@ def check_flatten_features(
     )
 
 
-def check_conv2d_manual(fn: Callable[[torch.Tensor, torch.Tensor], Any]) -> bool:
+def check_conv2d_manual(fn: Callable[[torch.Tensor, torch.Tensor], Any]) -> Verdict:
     """Check a learner's ``fn(image, kernel)`` that computes a 2-D cross-correlation (no padding, stride 1).
 
     Args:
         fn: The learner's function, taking 2-D tensors ``(H, W)`` and ``(kH, kW)``.
 
     Returns:
-        True when it matches ``F.conv2d`` on random inputs.
+        A true Verdict when it matches ``F.conv2d`` on random inputs.
     """
     gen = torch.Generator().manual_seed(0)  # own generator: the learner's global seed is left alone
     for (h, w), (kh, kw) in (((6, 7), (3, 3)), ((8, 8), (2, 4)), ((5, 5), (1, 1)), ((9, 6), (5, 3))):
@@ -201,7 +188,7 @@ def check_conv2d_manual(fn: Callable[[torch.Tensor, torch.Tensor], Any]) -> bool
         try:
             output = fn(image.clone(), kernel.clone())
             if unanswered(output):
-                return False
+                return NOT_YET
             result = torch.as_tensor(output, dtype=torch.float32)
         except Exception as exc:
             return raised(exc)
@@ -226,7 +213,7 @@ def check_conv2d_manual(fn: Callable[[torch.Tensor, torch.Tensor], Any]) -> bool
     return passed("your function matches F.conv2d.")
 
 
-def check_kernel(answer: Any, name: str) -> bool:
+def check_kernel(answer: Any, name: str) -> Verdict:
     """Check a hand-designed kernel by its properties.
 
     Args:
@@ -234,10 +221,10 @@ def check_kernel(answer: Any, name: str) -> bool:
         name: ``"vertical_edges"``, ``"horizontal_edges"`` or ``"blur"``.
 
     Returns:
-        True when the kernel has the properties that kind of kernel needs.
+        A true Verdict when the kernel has the properties that kind of kernel needs.
     """
     if unanswered(answer):
-        return False
+        return NOT_YET
     if name not in ("vertical_edges", "horizontal_edges", "blur"):
         raise ValueError(f"unknown kernel kind {name!r}; use 'vertical_edges', 'horizontal_edges' or 'blur'")
     try:
@@ -279,80 +266,3 @@ def check_kernel(answer: Any, name: str) -> bool:
             "direction only and stay the same along the edge."
         )
     return passed(f"it sums to 0 and responds to {edge} edges but not to the others.")
-
-
-def check_trainable(model: nn.Module, expected_trainable_names: Sequence[str]) -> bool:
-    """Check which parameters are trainable (``requires_grad``), by name prefix.
-
-    Args:
-        model: The learner's model.
-        expected_trainable_names: Prefixes of the parameters that should train, e.g. ``["fc"]``.
-
-    Returns:
-        True when exactly the parameters under those prefixes are trainable.
-    """
-    prefixes = list(expected_trainable_names)
-
-    def under(name: str, prefix: str) -> bool:
-        return name == prefix or name.startswith(prefix + ".")
-
-    params = list(model.named_parameters())
-    missing = [p for p in prefixes if not any(under(n, p) for n, _ in params)]
-    if missing:
-        return failed(f"the model has no parameters under {missing}; did you replace or rename that layer?")
-    frozen = sorted({p for p in prefixes for n, t in params if under(n, p) and not t.requires_grad})
-    extra = sorted(
-        {n.split(".")[0] for n, t in params if t.requires_grad and not any(under(n, p) for p in prefixes)}
-    )
-    if not frozen and not extra:
-        count = sum(t.numel() for _, t in params if t.requires_grad)
-        total = sum(t.numel() for _, t in params)
-        return passed(f"{count:,} of {total:,} parameters are trainable ({', '.join(prefixes)}).")
-    problems = []
-    if frozen:
-        problems.append(f"{frozen} should be trainable but some of their parameters are frozen")
-    if extra:
-        problems.append(f"{extra} should be frozen but still have requires_grad=True")
-    return failed(
-        "; ".join(problems) + ". Set requires_grad on the parameters, e.g. with a loop over "
-        "model.named_parameters() (a newly created layer is trainable by default)."
-    )
-
-
-def check_accuracy(acc: float, threshold: float) -> bool:
-    """Check that an accuracy (a fraction) reaches a target.
-
-    Args:
-        acc: Accuracy as a fraction between 0 and 1.
-        threshold: The target fraction.
-
-    Returns:
-        True when ``acc >= threshold``.
-    """
-    if unanswered(acc):
-        return False
-    value = number(acc)
-    if value is None or not 0.0 <= value <= 1.0:
-        return failed(f"give the accuracy as a fraction between 0 and 1 (0.9 for 90%); you gave {acc!r}.")
-    if value >= threshold - 1e-6:  # float32 accuracies such as 0.9 are stored as 0.8999999762
-        return passed(f"accuracy {value:.1%} reaches the {threshold:.1%} target.")
-    return failed(
-        f"accuracy {value:.1%} is below the {threshold:.1%} target. Try training longer, another "
-        "learning rate, or the improvements from this notebook."
-    )
-
-
-def check_equal(answer: Any, expected: Any, *, hint: str) -> bool:
-    """Compare an answer with the expected value (floats with a small tolerance) and show ``hint`` if wrong.
-
-    Args:
-        answer: The learner's answer.
-        expected: The right answer (never printed).
-        hint: What to print after "❌ Not yet:" when the answer is wrong.
-
-    Returns:
-        True when the answer is right.
-    """
-    if unanswered(answer):
-        return False
-    return passed("that's right.") if same(answer, expected) else failed(hint)

@@ -1,0 +1,30 @@
+"""Friendly checks for the notebook exercises: each prints one ✅ line or one ❌ hint and returns a Verdict.
+
+A check never raises for a wrong answer and never prints the expected value; a ``Verdict`` is true when the
+answer is right and shows nothing in a notebook, so a check cell shows its one line of feedback and nothing
+else. One module per group of lessons; every check is available as ``cu.checks.check_...``.
+"""
+
+from ._feedback import Verdict
+from .conv import (
+    check_conv2d_manual,
+    check_conv_output_size,
+    check_conv_params,
+    check_flatten_features,
+    check_kernel,
+    check_output_shape,
+)
+from .training import check_accuracy, check_equal, check_trainable
+
+__all__ = [
+    "Verdict",
+    "check_conv_output_size",
+    "check_output_shape",
+    "check_conv_params",
+    "check_flatten_features",
+    "check_conv2d_manual",
+    "check_kernel",
+    "check_trainable",
+    "check_accuracy",
+    "check_equal",
+]
