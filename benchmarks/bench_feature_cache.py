@@ -39,7 +39,7 @@ def main() -> None:
     args = parser.parse_args()
     device = cu.get_device(args.device, verbose=False)
     header("ResNet18 feature extraction on ants/bees: cached features vs recomputed every epoch", device)
-    model = cu.resnet18_transfer(2, allow_random=True, progress=False, verbose=False).to(device)
+    model = cu.resnet18_transfer(2, allow_random=True, verbose=False).to(device)
     print(
         f"weights: {'pretrained ImageNet' if model.pretrained else 'RANDOM (pretrained unavailable; timing only)'}"
     )
@@ -59,7 +59,6 @@ def main() -> None:
         epochs=args.epochs,
         optimizer=optimizer,
         loss_fn=loss_fn,
-        progress=False,
         verbose=False,
     )
     sync(device)

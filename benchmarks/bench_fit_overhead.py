@@ -51,11 +51,11 @@ def main() -> None:
         "minimal loop + NaN check": lambda: minimal_loop(
             model, bundle.train, optimizer, loss_fn, device, check=True
         ),
-        "cu.fit (progress=False)": lambda: cu.fit(
-            model, bundle.train, epochs=1, optimizer=optimizer, loss_fn=loss_fn, progress=False, verbose=False
+        "cu.fit (verbose=False)": lambda: cu.fit(
+            model, bundle.train, epochs=1, optimizer=optimizer, loss_fn=loss_fn, verbose=False
         ),
-        "cu.fit (progress bar)": lambda: cu.fit(
-            model, bundle.train, epochs=1, optimizer=optimizer, loss_fn=loss_fn, progress=True, verbose=False
+        "cu.fit (progress bar, lines)": lambda: cu.fit(
+            model, bundle.train, epochs=1, optimizer=optimizer, loss_fn=loss_fn, verbose=True
         ),
     }
     runs["minimal loop"]()  # warm-up: first-call allocations and kernel selection

@@ -8,10 +8,12 @@ the rest.
 __version__ = "0.1.0"
 
 from . import checks, config, data, engine, features, fewshot, models, plotting, widgets
+from ._diagnose import NonFiniteLossError
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import DATA_DIR, SMOKE
-from .engine import History, NonFiniteLossError, Predictions, evaluate, fit, predict, train_one_epoch
+from .engine import evaluate, fit, predict, train_one_epoch
 from .features import show_feature_maps, show_filters
+from .history import History, Predictions
 from .models import (
     ImprovedCNN,
     SimpleCNN,

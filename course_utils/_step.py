@@ -25,6 +25,14 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     return precision
 
 
+def is_channels_last(model: nn.Module) -> bool:
+    """Whether the model's convolution weights are in channels-last layout (``model.to(memory_format=...)``)."""
+    return any(
+        p.ndim == 4 and not p.is_contiguous() and p.is_contiguous(memory_format=torch.channels_last)
+        for p in model.parameters()
+    )
+
+
 def forward(
     model: nn.Module,
     images: torch.Tensor,
@@ -39,7 +47,7 @@ def forward(
     images = images.to(device, non_blocking=True)
     labels = labels.to(device, non_blocking=True)
     check_images(images)
-    if channels_last:
+    if channels_last:  # the batch follows the model's layout, so the convolutions need no conversion
         images = images.contiguous(memory_format=torch.channels_last)
     with explain_model_errors(model, images), autocast(device, precision):
         outputs = model(images)  # (batch, num_classes)

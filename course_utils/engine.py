@@ -17,11 +17,11 @@ from ._diagnose import (
     explain_model_errors,
     non_finite_loss,
 )
-from ._step import forward, hits, infer_device, resolve_precision
+from ._step import forward, hits, infer_device, is_channels_last, resolve_precision
 from .history import History, Predictions
 from .utils import eval_mode, kept_modes
 
-__all__ = ["History", "Predictions", "NonFiniteLossError", "train_one_epoch", "evaluate", "predict", "fit"]
+__all__ = ["train_one_epoch", "evaluate", "predict", "fit"]  # History and its kin: cu.History, cu.history
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -36,7 +36,6 @@ def train_one_epoch(
     device: torch.device | str | None = None,
     scheduler: Any = None,
     precision: str = "fp32",
-    channels_last: bool = False,
     progress: Any = None,
     epoch: int = 1,
 ) -> dict[str, float]:
@@ -49,8 +48,8 @@ def train_one_epoch(
         loss_fn: E.g. ``nn.CrossEntropyLoss()``.
         device: Where to compute; default: where the model's parameters are.
         scheduler: Stepped after every batch (e.g. ``OneCycleLR``); epoch-level schedulers belong in ``fit``.
-        precision: ``"fp32"`` or ``"bf16"`` autocast.
-        channels_last: Feed images in channels-last memory layout (the model should be converted too).
+        precision: ``"fp32"`` or ``"bf16"`` autocast. Images follow the model's memory layout (channels-last
+            after ``model.to(memory_format=torch.channels_last)``).
         progress: A tqdm bar to advance per batch, or None.
         epoch: The epoch number, for error messages.
 
@@ -61,6 +60,7 @@ def train_one_epoch(
         NonFiniteLossError: The loss became NaN or infinite (says at which epoch and step).
     """
     device = infer_device(model, device)
+    channels_last = is_channels_last(model)
     model.train()
     # Sums stay on the device: reading them (a host sync) only every few steps keeps a GPU busy.
     loss_sum = torch.zeros((), device=device)
@@ -102,7 +102,6 @@ def evaluate(
     loss_fn: nn.Module | None = None,
     device: torch.device | str | None = None,
     precision: str = "fp32",
-    channels_last: bool = False,
 ) -> dict[str, float]:
     """Loss and accuracy of ``model`` on ``loader``, in eval mode; the model's mode is restored afterwards.
 
@@ -112,12 +111,12 @@ def evaluate(
         loss_fn: If given, the mean loss is reported too.
         device: Where to compute; default: where the model's parameters are.
         precision: ``"fp32"`` or ``"bf16"`` autocast.
-        channels_last: Feed images in channels-last memory layout.
 
     Returns:
         ``{"loss": mean loss or nan, "acc": accuracy, "n": number of images}``, weighted by sample count.
     """
     device = infer_device(model, device)
+    channels_last = is_channels_last(model)
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
     n = 0
@@ -217,8 +216,6 @@ def fit(
     scheduler_step: str | None = None,
     keep_best: bool = False,
     precision: str = "fp32",
-    channels_last: bool = False,
-    progress: bool = True,
     verbose: bool = True,
     label: str = "",
 ) -> History:
@@ -243,10 +240,10 @@ def fit(
             on the validation loss, or the training loss without validation).
         keep_best: Keep the weights of the epoch with the best validation accuracy and load them at the end
             (also after Ctrl-C or a non-finite loss). Needs ``val_loader``.
-        precision: ``"fp32"`` (default), ``"bf16"`` autocast, or ``"auto"`` (bf16 where natively fast).
-        channels_last: Use channels-last memory layout for model and images (faster convs on some hardware).
-        progress: Show a progress bar per epoch.
-        verbose: Print a line per epoch and what fit did.
+        precision: ``"fp32"`` (default), ``"bf16"`` autocast, or ``"auto"`` (bf16 where natively fast). For
+            channels-last memory layout, convert the model first (``model.to(memory_format=torch.channels_last)``):
+            every batch then follows the model's layout.
+        verbose: Print what fit does, a progress bar per epoch and a line per epoch; False: silent.
         label: A name for this run, used by plots and tables.
 
     Returns:
@@ -268,8 +265,6 @@ def fit(
     trainable = check_optimizer(model, optimizer)
     device = infer_device(model, device)
     model.to(device)
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
     precision = resolve_precision(precision, device)
     history = History(label=label, precision=precision)
     best_state = None
@@ -279,7 +274,7 @@ def fit(
         )
         print(
             f"Training {type(model).__name__} ({trainable:,} trainable parameters) on {device} for {epochs} "
-            f"epoch(s), precision {precision}{', channels_last' if channels_last else ''}{stepping}."
+            f"epoch(s), precision {precision}{', channels_last' if is_channels_last(model) else ''}{stepping}."
         )
     with kept_modes(model):
         last_good = None if keep_best else _snapshot(model)  # finite weights to fall back on after a NaN
@@ -288,7 +283,7 @@ def fit(
                 start = time.perf_counter()
                 total = len(train_loader) if hasattr(train_loader, "__len__") else None
                 with tqdm(
-                    total=total, desc=f"epoch {epoch}/{epochs}", leave=False, disable=not progress
+                    total=total, desc=f"epoch {epoch}/{epochs}", leave=False, disable=not verbose
                 ) as bar:
                     train = train_one_epoch(
                         model,
@@ -298,7 +293,6 @@ def fit(
                         device=device,
                         scheduler=scheduler if step_every == "batch" else None,
                         precision=precision,
-                        channels_last=channels_last,
                         progress=bar,
                         epoch=epoch,
                     )
@@ -310,7 +304,6 @@ def fit(
                         loss_fn=loss_fn,
                         device=device,
                         precision=precision,
-                        channels_last=channels_last,
                     )
                 if step_every == "epoch":
                     scheduler.step(*([(val or train)["loss"]] if isinstance(scheduler, _PLATEAU) else []))

@@ -144,7 +144,6 @@ def train_few_shot(
         optimizer=optimizer,
         loss_fn=nn.CrossEntropyLoss(),
         device=device,
-        progress=False,
         verbose=False,
     )
     if eval_images is None or eval_labels is None:

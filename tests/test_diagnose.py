@@ -18,7 +18,6 @@ def _fit(model: nn.Module, loader: list) -> None:
         epochs=1,
         optimizer=optimizer,
         loss_fn=nn.CrossEntropyLoss(),
-        progress=False,
         verbose=False,
     )
 

@@ -10,6 +10,7 @@ import torch
 from conftest import has_real
 from torch import nn
 
+import course_utils as cu
 from course_utils import config, data, engine
 from course_utils import utils as cu_utils
 from course_utils.models import ImprovedCNN, SimpleCNN
@@ -24,7 +25,7 @@ def _setup(lr: float = 1e-3, model: nn.Module | None = None):
 def test_fit_learns_and_returns_history(digits):
     train, test = digits
     model, optimizer, loss_fn = _setup()
-    history = engine.fit(model, train, test, epochs=2, optimizer=optimizer, loss_fn=loss_fn, progress=False)
+    history = engine.fit(model, train, test, epochs=2, optimizer=optimizer, loss_fn=loss_fn)
     assert history.epochs == 2 and len(history.val_acc) == 2 and len(history.epoch_time) == 2
     assert history.train_loss[1] < history.train_loss[0]
     assert history.val_acc[-1] > 0.6  # 10 classes: chance is 0.1
@@ -37,7 +38,7 @@ def test_fit_does_not_reinitialise_weights(digits):
     model, _, loss_fn = _setup()
     before = model.conv1.weight.detach().clone()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.0)  # lr 0: weights must stay exactly the same
-    engine.fit(model, train, epochs=1, optimizer=optimizer, loss_fn=loss_fn, progress=False, verbose=False)
+    engine.fit(model, train, epochs=1, optimizer=optimizer, loss_fn=loss_fn, verbose=False)
     assert torch.equal(model.conv1.weight, before)
 
 
@@ -45,9 +46,7 @@ def test_fit_restores_previous_mode(digits):
     train, test = digits
     model, optimizer, loss_fn = _setup()
     model.eval()
-    engine.fit(
-        model, train, test, epochs=1, optimizer=optimizer, loss_fn=loss_fn, progress=False, verbose=False
-    )
+    engine.fit(model, train, test, epochs=1, optimizer=optimizer, loss_fn=loss_fn, verbose=False)
     assert not model.training
     model.train()
     engine.evaluate(model, test)
@@ -75,7 +74,7 @@ def test_keep_best_needs_validation(digits):
 def test_too_few_classes_is_explained(digits):
     model, optimizer, loss_fn = _setup(model=SimpleCNN(num_classes=5))
     with pytest.raises(ValueError, match=r"outputs 5 class scores.*labels go up to 9.*at least 10"):
-        engine.fit(model, digits[0], epochs=1, optimizer=optimizer, loss_fn=loss_fn, progress=False)
+        engine.fit(model, digits[0], epochs=1, optimizer=optimizer, loss_fn=loss_fn)
 
 
 def test_wrong_channels_are_explained():
@@ -84,7 +83,7 @@ def test_wrong_channels_are_explained():
     with pytest.raises(
         ValueError, match=r"expects images of shape \(batch, 1, 28, 28\), got \(4, 3, 28, 28\)"
     ):
-        engine.fit(model, loader, epochs=1, optimizer=optimizer, loss_fn=loss_fn, progress=False)
+        engine.fit(model, loader, epochs=1, optimizer=optimizer, loss_fn=loss_fn)
 
 
 def test_wrong_size_in_plain_model_is_explained():
@@ -115,7 +114,7 @@ def test_non_finite_loss_stops_with_epoch_and_step(digits):
         loss = loss_fn(outputs, labels)
         return loss * float("nan") if calls["n"] == 17 else loss  # 12 steps per epoch: epoch 2, step 5
 
-    with pytest.raises(engine.NonFiniteLossError, match="epoch 2, step 5") as info:
+    with pytest.raises(cu.NonFiniteLossError, match="epoch 2, step 5") as info:
         engine.fit(
             model,
             train,
@@ -124,7 +123,6 @@ def test_non_finite_loss_stops_with_epoch_and_step(digits):
             optimizer=optimizer,
             loss_fn=exploding_loss,
             keep_best=True,
-            progress=False,
             verbose=False,
         )
     assert info.value.history.epochs == 1
@@ -154,7 +152,6 @@ def test_ctrl_c_returns_history_with_best_weights(digits):
             optimizer=optimizer,
             loss_fn=loss_fn,
             keep_best=True,
-            progress=False,
             verbose=False,
         )
     finally:
@@ -176,21 +173,22 @@ def test_predict_on_loader_and_tensor(digits):
     assert model.training
 
 
-def test_bf16_and_channels_last_train(digits):
+def test_bf16_and_channels_last_train(digits, monkeypatch):
     train, test = digits
     model, optimizer, loss_fn = _setup(model=ImprovedCNN())
-    history = engine.fit(
-        model,
-        train,
-        test,
-        epochs=1,
-        optimizer=optimizer,
-        loss_fn=loss_fn,
-        precision="bf16",
-        channels_last=True,
-        progress=False,
-        verbose=False,
+    model.to(memory_format=torch.channels_last)  # fit follows the model's layout: no option needed
+    layouts = []
+    original = model.conv1.forward
+    monkeypatch.setattr(
+        model.conv1,
+        "forward",
+        lambda x: layouts.append(x.is_contiguous(memory_format=torch.channels_last)) or original(x),
     )
+    history = engine.fit(
+        model, train, test, epochs=1, optimizer=optimizer, loss_fn=loss_fn, precision="bf16", verbose=False
+    )
+    assert layouts and all(layouts), "every batch should arrive in the model's channels-last layout"
+    assert model.conv2.weight.is_contiguous(memory_format=torch.channels_last)
     assert history.val_acc[0] > 0.3
     assert history.precision == "bf16"
     auto = engine.fit(
@@ -200,7 +198,6 @@ def test_bf16_and_channels_last_train(digits):
         optimizer=optimizer,
         loss_fn=loss_fn,
         precision="auto",
-        progress=False,
         verbose=False,
     )
     assert auto.precision == ("bf16" if cu_utils.bf16_supported("cpu") else "fp32")
@@ -219,7 +216,6 @@ def test_one_cycle_scheduler_steps_per_batch(digits):
         optimizer=optimizer,
         loss_fn=loss_fn,
         scheduler=scheduler,
-        progress=False,
         verbose=False,
     )
     assert history.lr[-1] < 1e-4  # annealed to the end of the cycle: it stepped once per batch
@@ -233,7 +229,7 @@ def test_simple_cnn_reaches_98_5_percent_on_real_mnist(monkeypatch):
     torch.manual_seed(0)
     bundle = data.mnist(val_fraction=0.0, device="cpu")
     model, optimizer, loss_fn = _setup()
-    engine.fit(model, bundle.train, epochs=2, optimizer=optimizer, loss_fn=loss_fn, progress=False)
+    engine.fit(model, bundle.train, epochs=2, optimizer=optimizer, loss_fn=loss_fn)
     assert engine.evaluate(model, bundle.test)["acc"] >= 0.985
 
 
@@ -274,7 +270,6 @@ def test_ctrl_c_anywhere_leaves_a_consistent_history(digits, monkeypatch, where)
         scheduler=scheduler,
         scheduler_step="epoch",
         keep_best=True,
-        progress=False,
         verbose=False,
     )
     assert history.interrupted and history.epochs == 1
@@ -298,7 +293,7 @@ def test_ctrl_c_message_names_the_interrupted_epoch(digits, monkeypatch, capsys)
     train, test = digits
     model, optimizer, loss_fn = _setup()
     monkeypatch.setattr(engine, "evaluate", _interrupting(engine.evaluate, 2))
-    engine.fit(model, train, test, epochs=3, optimizer=optimizer, loss_fn=loss_fn, progress=False)
+    engine.fit(model, train, test, epochs=3, optimizer=optimizer, loss_fn=loss_fn)
     assert (
         "Interrupted during epoch 2: returning the history of 1 completed epoch(s)" in capsys.readouterr().out
     )
@@ -324,7 +319,6 @@ def test_best_epoch_is_derived_and_keep_best_restores_a_middle_epoch(digits, mon
         optimizer=optimizer,
         loss_fn=loss_fn,
         keep_best=True,
-        progress=False,
         verbose=False,
     )
     assert history.best_epoch == 2
@@ -362,7 +356,6 @@ def test_per_batch_warmup_steps_every_batch(digits, capsys):
         loss_fn=loss_fn,
         scheduler=warmup,
         scheduler_step="batch",
-        progress=False,
     )
     assert history.lr == pytest.approx([1e-3 * 13 / 100, 1e-3 * 25 / 100])
     assert "LambdaLR steps after every batch" in capsys.readouterr().out
@@ -381,7 +374,6 @@ def test_per_epoch_and_plateau_schedulers(digits):
         loss_fn=loss_fn,
         scheduler=step,
         scheduler_step="epoch",
-        progress=False,
         verbose=False,
     )
     assert history.lr == pytest.approx([5e-4, 2.5e-4])
@@ -398,7 +390,6 @@ def test_per_epoch_and_plateau_schedulers(digits):
         optimizer=optimizer,
         loss_fn=loss_fn,
         scheduler=plateau,
-        progress=False,
         verbose=False,
     )
     assert seen == pytest.approx(history.val_loss)  # stepped once per epoch, on the validation loss
@@ -414,10 +405,8 @@ def test_nan_after_many_steps_stops_at_that_step_with_finite_weights(digits):
         loss = loss_fn(outputs, labels)
         return loss * float("nan") if calls["n"] == 63 else loss
 
-    with pytest.raises(engine.NonFiniteLossError, match="epoch 6, step 3") as info:
-        engine.fit(
-            model, train, epochs=10, optimizer=optimizer, loss_fn=late_nan, progress=False, verbose=False
-        )
+    with pytest.raises(cu.NonFiniteLossError, match="epoch 6, step 3") as info:
+        engine.fit(model, train, epochs=10, optimizer=optimizer, loss_fn=late_nan, verbose=False)
     assert calls["n"] == 63  # not one step further
     assert info.value.history.epochs == 5
     assert all(torch.isfinite(p).all() for p in model.parameters())
@@ -438,10 +427,8 @@ def test_weights_that_turned_non_finite_are_replaced_by_the_last_epochs(digits):
                 model.fc.weight.fill_(float("inf"))
 
     optimizer.step = poisoning_step
-    with pytest.raises(engine.NonFiniteLossError, match="epoch 2, step 4"):
-        engine.fit(
-            model, train, epochs=3, optimizer=optimizer, loss_fn=loss_fn, progress=False, verbose=False
-        )
+    with pytest.raises(cu.NonFiniteLossError, match="epoch 2, step 4"):
+        engine.fit(model, train, epochs=3, optimizer=optimizer, loss_fn=loss_fn, verbose=False)
     assert all(torch.isfinite(p).all() for p in model.parameters())
 
 
@@ -464,7 +451,6 @@ def test_evaluate_predict_and_fit_give_every_submodule_its_mode_back(digits):
         epochs=1,
         optimizer=optimizer,
         loss_fn=nn.CrossEntropyLoss(),
-        progress=False,
         verbose=False,
     )
     assert model.training and not model.conv1.training and model.conv2.training

@@ -123,7 +123,6 @@ def test_resnet_head_trains_with_loss_backward():
         epochs=1,
         optimizer=optimizer,
         loss_fn=nn.CrossEntropyLoss(),
-        progress=False,
         verbose=False,
     )
     assert not torch.equal(before, model.fc.weight)

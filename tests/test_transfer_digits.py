@@ -102,7 +102,6 @@ def test_pretrained_on_0_to_4_beats_scratch_on_5_to_9_from_10_images_per_class(m
         epochs=1,
         optimizer=torch.optim.Adam(source.parameters(), lr=1e-3),
         loss_fn=nn.CrossEntropyLoss(),
-        progress=False,
         verbose=False,
     )
 
