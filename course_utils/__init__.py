@@ -7,7 +7,7 @@ the rest.
 
 __version__ = "0.1.0"
 
-from . import checks, config, data, engine, features, fewshot, models, plotting, widgets
+from . import checks, config, data, engine, features, fewshot, mistakes, models, plotting, widgets
 from ._diagnose import NonFiniteLossError
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import DATA_DIR, SMOKE
@@ -22,7 +22,8 @@ from .models import (
     resnet18_transfer,
     trainable_summary,
 )
-from .plotting import plot_confusion_matrix, plot_history, show_images, show_misclassified
+from .mistakes import plot_confusion_matrix, show_misclassified
+from .plotting import plot_history, show_images
 from .utils import bf16_supported, environment_report, get_device, set_seed, tune_cpu_allocator
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "fewshot",
     "models",
     "plotting",
+    "mistakes",
     "features",
     "widgets",
     # setup
