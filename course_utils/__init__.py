@@ -14,6 +14,7 @@ from .config import DATA_DIR, SMOKE
 from .engine import evaluate, fit, predict, train_one_epoch
 from .features import show_feature_maps, show_filters
 from .history import History, Predictions
+from .mistakes import plot_confusion_matrix, show_misclassified
 from .models import (
     ImprovedCNN,
     SimpleCNN,
@@ -22,7 +23,6 @@ from .models import (
     resnet18_transfer,
     trainable_summary,
 )
-from .mistakes import plot_confusion_matrix, show_misclassified
 from .plotting import plot_history, show_images
 from .utils import bf16_supported, environment_report, get_device, set_seed, tune_cpu_allocator
 

@@ -137,6 +137,11 @@ def _idx_dataset(
 
     train_idx, val_idx = _split(len(x_train), val_fraction, subset, seed)
     test_idx = torch.arange(len(x_test) if test_subset is None else min(test_subset, len(x_test)))
+    if augment and transform is not None:
+        raise ValueError(
+            "augment=True adds random 2-pixel shifts to the default transform; with your own transform, put the "
+            "shifts in it (transforms.RandomAffine(0, translate=(2 / 28, 2 / 28))) and leave augment=False"
+        )
     use_fast = transform is None if fast is None else fast
     if use_fast and transform is not None:
         raise ValueError(
@@ -226,7 +231,8 @@ def mnist(
         augment: Randomly shift training images by up to 2 pixels.
         fast: Keep the data as in-memory tensors (default when no ``transform`` is given) instead of a
             torchvision dataset with per-sample transforms behind a ``DataLoader``.
-        transform: A per-sample transform (implies the DataLoader path); default ToTensor + Normalize.
+        transform: A per-sample transform for every split, as in :func:`cu.data.image_folder` (implies the
+            DataLoader path); default ToTensor + Normalize, with the shifts of ``augment`` for training.
         device: Where the fast path keeps the data; default: the best available device.
         seed: Seed for the split, the subset, shuffling and augmentation.
         num_workers: DataLoader worker processes (DataLoader path only); 0 is safe in notebooks everywhere.

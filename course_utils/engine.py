@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from . import distributed
 from ._diagnose import NonFiniteLossError, check_optimizer
 from ._step import infer_device, is_channels_last, resolve_precision
 from .epoch import evaluate, predict, train_one_epoch
@@ -68,7 +69,7 @@ def fit(
     keep_best: bool = False,
     precision: str = "fp32",
     verbose: bool = True,
-    label: str = "",
+    name: str = "",
 ) -> History:
     """Train ``model`` for ``epochs`` passes over ``train_loader``, evaluating on ``val_loader`` after each.
 
@@ -76,6 +77,11 @@ def fit(
     train/eval mode back at the end, weights metrics by sample count and says what it does. An epoch's
     numbers are recorded together, once the epoch is over: Ctrl-C at any point returns the history of the
     completed epochs (with the best weights, if ``keep_best``).
+
+    Under torchrun (``cu.distributed``: a ``DistributedDataParallel`` model, ``cu.distributed.shard``-ed
+    loaders), the same call trains in every process: metrics are combined over all processes by sample count
+    (the history is the same in each), only process 0 prints, and a NaN loss or Ctrl-C in any process stops all
+    of them at the same step.
 
     Args:
         model: The network (moved to ``device`` if given).
@@ -95,7 +101,7 @@ def fit(
             channels-last memory layout, convert the model first (``model.to(memory_format=torch.channels_last)``):
             every batch then follows the model's layout.
         verbose: Print what fit does, a progress bar per epoch and a line per epoch; False: silent.
-        label: A name for this run, used by plots and tables.
+        name: The run's name, used by plots and tables.
 
     Returns:
         The History of per-epoch metrics.
@@ -114,24 +120,31 @@ def fit(
         raise ValueError("keep_best=True chooses the best epoch by validation accuracy: pass a val_loader")
     step_every = _scheduler_step(scheduler, scheduler_step)
     trainable = check_optimizer(model, optimizer)
+    processes = distributed.world_size()
+    if processes > 1:
+        distributed.check_ready(model, train_loader)
+    verbose = verbose and distributed.is_main_process()  # one process speaks for all
     device = infer_device(model, device)
     model.to(device)
     precision = resolve_precision(precision, device)
-    history = History(label=label, precision=precision)
+    history = History(name=name, precision=precision)
     best_state = None
     if verbose:
         stepping = (
             f"; {type(scheduler).__name__} steps after every {step_every}" if scheduler is not None else ""
         )
+        model_name = type(distributed.unwrap(model)).__name__  # the model inside DistributedDataParallel
         print(
-            f"Training {type(model).__name__} ({trainable:,} trainable parameters) on {device} for {epochs} "
-            f"epoch(s), precision {precision}{', channels_last' if is_channels_last(model) else ''}{stepping}."
+            f"Training {model_name} ({trainable:,} trainable parameters) on {device} for {epochs} "
+            f"epoch(s), precision {precision}{', channels_last' if is_channels_last(model) else ''}{stepping}"
+            + (f", in {processes} processes." if processes > 1 else ".")
         )
-    with kept_modes(model):
+    with kept_modes(model), distributed.stop_together():
         last_good = None if keep_best else _snapshot(model)  # finite weights to fall back on after a NaN
         try:
             for epoch in range(1, epochs + 1):
                 start = time.perf_counter()
+                distributed.start_epoch(train_loader, epoch)
                 total = len(train_loader) if hasattr(train_loader, "__len__") else None
                 with tqdm(
                     total=total, desc=f"epoch {epoch}/{epochs}", leave=False, disable=not verbose
@@ -150,18 +163,19 @@ def fit(
                 val = None
                 if val_loader is not None:
                     val = evaluate(
-                        model,
+                        distributed.unwrap(model),  # local work only: no process waits for another per batch
                         val_loader,
                         loss_fn=loss_fn,
                         device=device,
                         precision=precision,
                     )
+                seconds = time.perf_counter() - start
+                if processes > 1:  # every process gets the same numbers, so they also step schedulers alike
+                    train, val, seconds = distributed.combine_epoch(train, val, seconds)
                 if step_every == "epoch":
                     scheduler.step(*([(val or train)["loss"]] if isinstance(scheduler, _PLATEAU) else []))
                 # Every number of this epoch is recorded at once, so an interrupted epoch leaves no trace.
-                history.record(
-                    train, val, lr=optimizer.param_groups[0]["lr"], seconds=time.perf_counter() - start
-                )
+                history.record(train, val, lr=optimizer.param_groups[0]["lr"], seconds=seconds)
                 if keep_best and history.best_epoch == epoch:
                     best_state = _snapshot(model)
                 elif not keep_best:
@@ -181,10 +195,11 @@ def fit(
                 torch.isfinite(v).all() for v in model.state_dict().values() if v.is_floating_point()
             ):
                 model.load_state_dict(last_good)
-                print(
-                    f"The weights had become non-finite: restored those after epoch {history.epochs} "
-                    f"({'the initial weights' if history.epochs == 0 else 'the last completed epoch'})."
-                )
+                if distributed.is_main_process():
+                    print(
+                        f"The weights had become non-finite: restored those after epoch {history.epochs} "
+                        f"({'the initial weights' if history.epochs == 0 else 'the last completed epoch'})."
+                    )
             _restore_best(model, best_state, history, verbose)
             raise
     _restore_best(model, best_state, history, verbose)

@@ -122,10 +122,10 @@ def image_folder(
     Args:
         root: The folder holding ``train/`` and ``val/`` (or ``test/``).
         batch_size: Images per batch.
-        transform: Per-image transform for evaluation (e.g. ``weights.transforms()``); default: resize to 256,
-            centre-crop 224, ImageNet normalisation.
-        train_transform: Transform for training images; default: the ImageNet-style random crop and flip when
-            ``transform`` is None, else ``transform`` itself (no augmentation).
+        transform: Per-image transform for every split, as in :func:`cu.data.mnist` (e.g.
+            ``weights.transforms()``); default: resize to 256, centre-crop 224, ImageNet normalisation, with the
+            ImageNet-style random crop and flip for training.
+        train_transform: A different transform for the training images only (e.g. with augmentation).
         val_fraction: Part of ``train/`` held out as ``.val``; ``root/val`` is the ``.test`` split.
         subset: Use only this many images of each split (handy for quick runs).
         seed: Seed for the split, the subset and shuffling.

@@ -23,7 +23,7 @@ class History:
         lr: Learning rate at the end of each epoch.
         interrupted: True when training was stopped early with Ctrl-C.
         precision: The precision training used (``"fp32"`` or ``"bf16"``; ``"auto"`` resolved).
-        label: A name for plots and tables.
+        name: The run's name, for plots and tables.
     """
 
     train_loss: list[float] = field(default_factory=list)
@@ -34,7 +34,7 @@ class History:
     lr: list[float] = field(default_factory=list)
     interrupted: bool = False
     precision: str = "fp32"
-    label: str = ""
+    name: str = ""
 
     @property
     def epochs(self) -> int:
@@ -89,7 +89,7 @@ class History:
     def __repr__(self) -> str:
         epochs = f"{self.epochs} epoch" + ("" if self.epochs == 1 else "s")
         lines = [
-            f"History({self.label or 'run'}: {epochs}, {self.total_time:.1f} s"
+            f"History({self.name or 'run'}: {epochs}, {self.total_time:.1f} s"
             + (", interrupted" if self.interrupted else "")
             + ")"
         ]

@@ -153,13 +153,13 @@ def _history_lists(history: Any) -> dict[str, list[float]]:
     return lists
 
 
-def plot_history(*histories: Any, labels: Sequence[str] | None = None, title: str | None = None) -> Figure:
+def plot_history(*histories: Any, names: Sequence[str] | None = None, title: str | None = None) -> Figure:
     """Plot loss and accuracy per epoch of one or more training runs (train solid, validation dashed).
 
     Args:
         *histories: ``History`` objects (or dicts) with ``train_loss``, ``train_acc``, ``val_loss`` and
             ``val_acc`` lists; accuracies as fractions; validation lists may be empty.
-        labels: A name per run for the legend; else each history's ``label``, else "run 1", "run 2", ...
+        names: A name per run for the legend; else each history's ``name``, else "run 1", "run 2", ...
         title: Figure title.
 
     Returns:
@@ -167,13 +167,13 @@ def plot_history(*histories: Any, labels: Sequence[str] | None = None, title: st
     """
     if not histories:
         raise ValueError("pass at least one history, e.g. plot_history(history)")
-    if labels is not None and len(labels) != len(histories):
-        raise ValueError(f"got {len(histories)} histories but {len(labels)} labels")
+    if names is not None and len(names) != len(histories):
+        raise ValueError(f"got {len(histories)} histories but {len(names)} names")
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")
     for i, history in enumerate(histories):
         data = _history_lists(history)
-        own = history.get("label") if isinstance(history, Mapping) else getattr(history, "label", None)
-        name = labels[i] if labels is not None else (own or f"run {i + 1}")
+        own = history.get("name") if isinstance(history, Mapping) else getattr(history, "name", None)
+        name = names[i] if names is not None else (own or f"run {i + 1}")
         colour = f"C{i % 10}"  # one colour per run in both panels
         for ax, metric in ((ax_loss, "loss"), (ax_acc, "acc")):
             for split, style in (("train", "-"), ("val", "--")):
@@ -203,12 +203,12 @@ def plot_history(*histories: Any, labels: Sequence[str] | None = None, title: st
         else:
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
         ax.grid(alpha=0.3)
-    handles, names = ax_loss.get_legend_handles_labels()
+    handles, legend_names = ax_loss.get_legend_handles_labels()
     fig.legend(
         handles,
-        names,
+        legend_names,
         loc="outside lower center",
-        ncols=min(4, len(names)),
+        ncols=min(4, len(legend_names)),
         fontsize=9,
         title="solid = train, dashed = validation",
         title_fontsize=9,

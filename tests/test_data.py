@@ -47,6 +47,15 @@ def test_smoke_mode_falls_back_to_synthetic_digits_loudly(
     assert len(classic) == data.SMOKE_TEST and classic[0][0].size == (28, 28)
 
 
+def test_augment_with_a_custom_transform_is_refused_not_ignored(tmp_path):
+    """augment's shifts belong to the default transform; silently dropping them would surprise a learner."""
+    from course_utils.synthetic import write_idx_dataset
+
+    write_idx_dataset(tmp_path / "MNIST" / "raw", 100, 50)
+    with pytest.raises(ValueError, match="put the shifts in it"):
+        data.mnist(data_dir=tmp_path, augment=True, transform=data.transforms.ToTensor())
+
+
 def test_synthetic_idx_files_are_reused(tmp_path):
     from course_utils.synthetic import write_idx_dataset
 

@@ -14,7 +14,7 @@ def _two_epochs() -> History:
         epoch_time=[1.5, 2.0],
         lr=[0.1, 0.01],
         precision="bf16",
-        label="run",
+        name="run",
     )
 
 

@@ -60,7 +60,7 @@ def test_plot_history_two_runs_objects_and_dicts():
         train_acc=[0.5, 0.7, 0.9],
         val_loss=[1.1, 0.6, 0.4],
         val_acc=[0.4, 0.6, 0.8],
-        label="small",
+        name="small",
     )
     second = {"train_loss": [2.0, 1.0], "train_acc": [0.1, 0.2], "val_loss": [], "val_acc": []}
     fig = plot_history(first, second)
@@ -77,12 +77,12 @@ def test_plot_history_two_runs_objects_and_dicts():
     assert legend == ["small (train)", "small (val)", "run 2 (train)"]
 
 
-def test_plot_history_labels_override_and_errors():
+def test_plot_history_names_override_and_errors():
     run = {"train_loss": [1.0], "train_acc": [0.5], "val_loss": [0.9], "val_acc": [0.6]}
-    fig = plot_history(run, labels=["baseline"], title="My runs")
+    fig = plot_history(run, names=["baseline"], title="My runs")
     assert fig._suptitle.get_text() == "My runs"
     assert fig.legends[0].get_texts()[0].get_text() == "baseline (train)"
     with pytest.raises(ValueError):
-        plot_history(run, labels=["a", "b"])
+        plot_history(run, names=["a", "b"])
     with pytest.raises(ValueError):
         plot_history()
