@@ -19,7 +19,7 @@ def header(title: str, device: torch.device) -> None:
     print(
         f"device: {device} (GPU: {gpu}); cpu: {platform.processor() or platform.machine()}; "
         f"torch {torch.__version__}; threads {torch.get_num_threads()}; "
-        f"native bf16 on this device: {cu.bf16_supported(device)}; data: {cu.config.data_dir()}"
+        f"native bf16 on this device: {cu.speed.bf16_supported(device)}; data: {cu.config.data_dir()}"
     )
 
 

@@ -7,7 +7,7 @@ the rest.
 
 __version__ = "0.1.0"
 
-from . import checks, config, data, engine, features, fewshot, mistakes, models, plotting, widgets
+from . import checks, config, data, engine, features, fewshot, mistakes, models, plotting, speed, widgets
 from ._diagnose import NonFiniteLossError
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import DATA_DIR, SMOKE
@@ -24,7 +24,7 @@ from .models import (
     trainable_summary,
 )
 from .plotting import plot_history, show_images
-from .utils import bf16_supported, environment_report, get_device, set_seed, tune_cpu_allocator
+from .utils import environment_report, get_device, set_seed
 
 __all__ = [
     "__version__",
@@ -40,13 +40,12 @@ __all__ = [
     "models",
     "plotting",
     "mistakes",
+    "speed",
     "features",
     "widgets",
     # setup
     "set_seed",
     "get_device",
-    "bf16_supported",
-    "tune_cpu_allocator",
     "environment_report",
     # training
     "fit",

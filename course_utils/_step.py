@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from ._diagnose import check_images, check_labels, explain_model_errors
-from .utils import bf16_supported
+from .speed import bf16_supported
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:

@@ -179,5 +179,6 @@ def show_misclassified(
     if confidence is not None:
         for ax, i in zip(fig.axes, shown.tolist(), strict=False):
             pred = f"pred {_name(int(preds_t[i]), classes)}"
-            ax.title.set_text(ax.title.get_text().replace(pred, f"{pred} ({confidence[i]:.0%})", 1))  # keeps colour
+            # set_text keeps the caption's colour and size (set_title would reset them)
+            ax.title.set_text(ax.title.get_text().replace(pred, f"{pred} ({confidence[i]:.0%})", 1))
     return fig

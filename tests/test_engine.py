@@ -200,7 +200,7 @@ def test_bf16_and_channels_last_train(digits, monkeypatch):
         precision="auto",
         verbose=False,
     )
-    assert auto.precision == ("bf16" if cu_utils.bf16_supported("cpu") else "fp32")
+    assert auto.precision == ("bf16" if cu.speed.bf16_supported("cpu") else "fp32")
     with pytest.raises(ValueError, match="precision"):
         engine.fit(model, train, epochs=1, optimizer=optimizer, loss_fn=loss_fn, precision="fp8")
 
