@@ -11,7 +11,7 @@ from torchvision import datasets, transforms
 
 from . import config
 from ._bundle import IMAGENET_MEAN, IMAGENET_STD, DataBundle, DatasetNotFoundError, _dataloader, _split
-from ._download import DownloadError, download_file, gunzip
+from ._idx import ensure_idx, idx_files, load_idx
 from .folders import HYMENOPTERA_DIR, default_transforms, hymenoptera, image_folder
 from .synthetic import write_idx_dataset
 from .tensorloader import TensorLoader
@@ -35,53 +35,6 @@ __all__ = [
 MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)  # computed from the 60,000 training images in notebook 02
 FASHION_MEAN, FASHION_STD = (0.2860,), (0.3530,)
 SMOKE_TRAIN, SMOKE_TEST = 2048, 1024  # images kept in smoke mode: enough to see learning, seconds to run
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Finding and downloading the files
-# ---------------------------------------------------------------------------------------------------------
-def _idx_files(cls: type[datasets.MNIST]) -> list[tuple[str, str]]:
-    return [(name, md5) for name, md5 in cls.resources]  # (filename.gz, md5 of the .gz)
-
-
-def _ensure_idx(cls: type[datasets.MNIST], root: Path, download: bool) -> None:
-    """Make sure ``root/<Name>/raw`` holds the four idx files, downloading them if allowed."""
-    raw = root / cls.__name__ / "raw"
-    missing = [gz for gz, _ in _idx_files(cls) if not (raw / gz.removesuffix(".gz")).is_file()]
-    if not missing:
-        return
-    files = "\n".join(f"    {gz}" for gz in missing)
-    hint = (
-        f"{cls.__name__} was not found in {raw}.\n"
-        f"Expected these files there (the .gz or the extracted file):\n{files}\n"
-        f"from {cls.mirrors[0]}. Put them in that folder, or point COURSE_DATA_DIR at a folder that holds "
-        f"{cls.__name__}/raw/ (torchvision's layout)."
-    )
-    try:
-        for gz, md5 in _idx_files(cls):
-            target = raw / gz.removesuffix(".gz")
-            if target.is_file():
-                continue
-            if not (raw / gz).is_file():
-                if not download:
-                    raise DatasetNotFoundError(hint + "\nDownloading is switched off (download=False).")
-                download_file([m + gz for m in cls.mirrors], raw / gz, md5=md5)
-            gunzip(raw / gz, target)
-    except DownloadError as exc:
-        raise DatasetNotFoundError(f"{hint}\nDownloading failed (no network?):\n{exc}") from exc
-    except PermissionError as exc:
-        raise DatasetNotFoundError(f"{hint}\nThe folder is read-only: {exc}") from exc
-
-
-def _load_idx(cls: type[datasets.MNIST], root: Path, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    try:
-        ds = cls(str(root), train=train, download=False)
-    except (RuntimeError, ValueError, AssertionError) as exc:
-        raise DatasetNotFoundError(
-            f"The {cls.__name__} files in {root / cls.__name__ / 'raw'} could not be read ({exc}). "
-            "They may be truncated or corrupt: delete them and run again to download fresh copies."
-        ) from exc
-    return ds.data, ds.targets
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -110,7 +63,7 @@ def _idx_dataset(
         subset = min(subset or SMOKE_TRAIN, SMOKE_TRAIN)
         test_subset = min(test_subset or SMOKE_TEST, SMOKE_TEST)
     try:
-        _ensure_idx(cls, root, download)
+        ensure_idx(cls, root, download)
         source, classes = f"{cls.__name__} from {root / cls.__name__ / 'raw'}", list(cls.classes)
     except DatasetNotFoundError as exc:
         if not config.SMOKE:
@@ -133,7 +86,7 @@ def _idx_dataset(
             f"SYNTHETIC rendered digits standing in for {cls.__name__} (smoke mode)",
             [str(i) for i in range(10)],
         )
-    (x_train, y_train), (x_test, y_test) = _load_idx(cls, root, True), _load_idx(cls, root, False)
+    (x_train, y_train), (x_test, y_test) = load_idx(cls, root, True), load_idx(cls, root, False)
 
     train_idx, val_idx = _split(len(x_train), val_fraction, subset, seed)
     test_idx = torch.arange(len(x_test) if test_subset is None else min(test_subset, len(x_test)))
@@ -316,7 +269,7 @@ def dataset_status(root: Path | None = None) -> dict[str, bool]:
     def has_idx(cls: type[datasets.MNIST]) -> bool:
         raw = root / cls.__name__ / "raw"
         return all(
-            (raw / gz.removesuffix(".gz")).is_file() or (raw / gz).is_file() for gz, _ in _idx_files(cls)
+            (raw / gz.removesuffix(".gz")).is_file() or (raw / gz).is_file() for gz, _ in idx_files(cls)
         )
 
     folder = root / HYMENOPTERA_DIR
