@@ -12,7 +12,6 @@ from torch import nn
 
 import course_utils as cu
 from course_utils import config, data, engine
-from course_utils import utils as cu_utils
 from course_utils.models import ImprovedCNN, SimpleCNN
 
 

@@ -53,7 +53,7 @@ def test_notebook_follows_the_course_structure(path):
     assert "import *" not in code and "sys.path" not in code
 
 
-CODE = ["course_utils", "tests", "notebooks", "tools", "benchmarks", "course.py"]
+CODE = ["course_utils", "tests", "notebooks", "tools", "benchmarks", "site", "course.py"]
 
 
 @pytest.mark.parametrize("command", [["check"], ["format", "--check"]], ids=["lint", "format"])
