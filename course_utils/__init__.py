@@ -7,7 +7,22 @@ the rest.
 
 __version__ = "0.1.0"
 
-from . import checks, config, data, engine, features, fewshot, mistakes, models, plotting, speed, widgets
+from . import (
+    blocks,
+    checks,
+    config,
+    data,
+    debug,
+    distributed,
+    engine,
+    features,
+    fewshot,
+    mistakes,
+    models,
+    plotting,
+    speed,
+    widgets,
+)
 from ._diagnose import NonFiniteLossError
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import DATA_DIR, SMOKE
@@ -32,9 +47,12 @@ __all__ = [
     "SMOKE",
     "DATA_DIR",
     # submodules
+    "blocks",
     "checks",
     "config",
     "data",
+    "debug",
+    "distributed",
     "engine",
     "fewshot",
     "models",

@@ -6,6 +6,7 @@ re-exported here and as ``cu.train_one_epoch``, ``cu.evaluate``, ``cu.predict``.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -124,6 +125,8 @@ def fit(
     if processes > 1:
         distributed.check_ready(model, train_loader)
     verbose = verbose and distributed.is_main_process()  # one process speaks for all
+    # Under torchrun, process 0 draws bars on a terminal only: piped into a log or a notebook cell, they are noise.
+    bars = verbose and (processes == 1 or sys.stderr.isatty())
     device = infer_device(model, device)
     model.to(device)
     precision = resolve_precision(precision, device)
@@ -137,7 +140,8 @@ def fit(
         print(
             f"Training {model_name} ({trainable:,} trainable parameters) on {device} for {epochs} "
             f"epoch(s), precision {precision}{', channels_last' if is_channels_last(model) else ''}{stepping}"
-            + (f", in {processes} processes." if processes > 1 else ".")
+            + (f", in {processes} processes." if processes > 1 else "."),
+            flush=True,  # (a script's output reaches a log or a notebook cell as it happens)
         )
     with kept_modes(model), distributed.stop_together():
         last_good = None if keep_best else _snapshot(model)  # finite weights to fall back on after a NaN
@@ -146,9 +150,7 @@ def fit(
                 start = time.perf_counter()
                 distributed.start_epoch(train_loader, epoch)
                 total = len(train_loader) if hasattr(train_loader, "__len__") else None
-                with tqdm(
-                    total=total, desc=f"epoch {epoch}/{epochs}", leave=False, disable=not verbose
-                ) as bar:
+                with tqdm(total=total, desc=f"epoch {epoch}/{epochs}", leave=False, disable=not bars) as bar:
                     train = train_one_epoch(
                         model,
                         train_loader,
@@ -181,7 +183,7 @@ def fit(
                 elif not keep_best:
                     last_good = _snapshot(model)
                 if verbose:
-                    print(f"epoch {epoch}/{epochs}: {history.epoch_line(epoch - 1)}")
+                    print(f"epoch {epoch}/{epochs}: {history.epoch_line(epoch - 1)}", flush=True)
         except KeyboardInterrupt:
             history.interrupted = True
             if verbose:

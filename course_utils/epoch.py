@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from . import distributed
 from ._diagnose import check_images, explain_model_errors, non_finite_loss
 from ._step import forward, hits, infer_device, is_channels_last
 from .history import Predictions
@@ -47,7 +48,8 @@ def train_one_epoch(
         ``{"loss": mean loss, "acc": accuracy, "n": number of images}``, weighted by sample count.
 
     Raises:
-        NonFiniteLossError: The loss became NaN or infinite (says at which epoch and step).
+        NonFiniteLossError: The loss became NaN or infinite (says at which epoch and step). Under torchrun, in
+            every process at the same step, when the loss of any of them was not finite.
     """
     device = infer_device(model, device)
     channels_last = is_channels_last(model)
@@ -56,12 +58,15 @@ def train_one_epoch(
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
     n = 0
+    processes = distributed.world_size()
     for step, (images, labels) in enumerate(loader, 1):
         outputs, labels = forward(model, images, labels, device, precision, channels_last, first=step == 1)
         loss = loss_fn(outputs.float(), labels)
         # Checked at every step, before the update: a NaN never reaches the weights. On a CPU the check costs
         # nothing measurable (benchmarks/README.md); on a GPU it waits for the step to finish.
-        if not torch.isfinite(loss):
+        if processes > 1:  # under torchrun all processes decide together, so none is left waiting for another
+            distributed.agree_on_step(loss, epoch, step)
+        elif not torch.isfinite(loss):
             raise non_finite_loss(epoch, step)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

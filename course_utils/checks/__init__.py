@@ -6,6 +6,7 @@ else. One module per group of lessons; every check is available as ``cu.checks.c
 """
 
 from ._feedback import Verdict
+from .blocks import check_residual_block, check_time_to_accuracy
 from .conv import (
     check_conv2d_manual,
     check_conv_output_size,
@@ -14,6 +15,8 @@ from .conv import (
     check_kernel,
     check_output_shape,
 )
+from .debugging import check_fixed_run
+from .distributed import check_same_weights, check_scaling
 from .training import check_accuracy, check_equal, check_trainable
 
 __all__ = [
@@ -27,4 +30,9 @@ __all__ = [
     "check_trainable",
     "check_accuracy",
     "check_equal",
+    "check_residual_block",
+    "check_time_to_accuracy",
+    "check_scaling",
+    "check_same_weights",
+    "check_fixed_run",
 ]

@@ -1,0 +1,229 @@
+"""course_utils.blocks (MLP, ResidualBlock, SmallResNet, make_net, shift_images) and the notebook 06 checks."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import has_real
+from torch import nn
+
+from course_utils import checks
+from course_utils.blocks import MLP, ResidualBlock, SmallResNet, make_net, shift_images
+from course_utils.data import fashion_mnist
+from course_utils.models import count_parameters
+
+
+def _conv_count(model: nn.Module, kernel: int) -> int:
+    return sum(isinstance(m, nn.Conv2d) and m.kernel_size == (kernel, kernel) for m in model.modules())
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Models
+# ---------------------------------------------------------------------------------------------------------
+def test_mlp_shapes_parameters_and_a_clear_error_for_another_size():
+    model = MLP(hidden=(256, 128))
+    assert model(torch.zeros(5, 1, 28, 28)).shape == (5, 10)
+    assert count_parameters(model) == 784 * 256 + 256 + 256 * 128 + 128 + 128 * 10 + 10
+    assert count_parameters(MLP(hidden=())) == 784 * 10 + 10  # a linear classifier
+    with pytest.raises(ValueError, match=r"expects images of shape \(batch, 1, 28, 28\).*image_size"):
+        model(torch.zeros(5, 1, 56, 56))
+
+
+@pytest.mark.parametrize(
+    ("cin", "cout", "stride", "projection"),
+    [(16, 16, 1, False), (16, 32, 1, True), (16, 16, 2, True), (16, 32, 2, True)],
+)
+def test_residual_block_shapes_and_projection_only_when_the_shape_changes(cin, cout, stride, projection):
+    block = ResidualBlock(cin, cout, stride)
+    assert block(torch.randn(2, cin, 8, 8)).shape == (2, cout, 8 // stride, 8 // stride)
+    assert isinstance(block.shortcut, nn.Sequential) == projection
+    assert _conv_count(block, 1) == int(projection)
+    convs = 9 * cin * cout + 9 * cout * cout  # conv1 (cin->cout) + conv2 (cout->cout), no biases
+    bns = 2 * 2 * cout + (2 * cout if projection else 0)
+    assert count_parameters(block) == convs + bns + (cin * cout if projection else 0)
+
+
+def test_residual_block_matches_torchvision_basic_block():
+    from torchvision.models.resnet import BasicBlock, conv1x1
+
+    theirs = BasicBlock(64, 128, 2, downsample=nn.Sequential(conv1x1(64, 128, 2), nn.BatchNorm2d(128))).eval()
+    ours = ResidualBlock(64, 128, 2).eval()
+    state = {k.replace("downsample.", "shortcut."): v for k, v in theirs.state_dict().items()}
+    ours.load_state_dict(state)  # the same names and shapes, once downsample is called shortcut
+    x = torch.randn(2, 64, 8, 8)
+    with torch.no_grad():
+        assert torch.allclose(ours(x), theirs(x), atol=1e-6)
+
+
+def test_plain_block_has_no_shortcut_and_gradient_reaches_input_only_through_the_residual_one():
+    plain, residual = ResidualBlock(8, 8, residual=False), ResidualBlock(8, 8)
+    assert plain.shortcut is None and count_parameters(plain) == count_parameters(residual)
+    for block, reaches in ((plain, False), (residual, True)):
+        with torch.no_grad():
+            for conv in (block.conv1, block.conv2):
+                conv.weight.zero_()  # the residual branch gives zeros: only the shortcut is left
+        x = torch.randn(2, 8, 6, 6, requires_grad=True)
+        block.eval()(x).sum().backward()
+        assert bool(torch.any(x.grad != 0)) == reaches
+
+
+def test_small_resnet_global_average_pooling_accepts_28_and_56_pixel_images():
+    model = SmallResNet().eval()
+    with torch.no_grad():
+        assert model(torch.zeros(3, 1, 28, 28)).shape == (3, 10)
+        assert model(torch.zeros(3, 1, 56, 56)).shape == (3, 10)  # the same weights, a larger image
+    assert model.fc.in_features == 128  # one value per channel of the last stage
+    with pytest.raises(ValueError, match="unsqueeze"):
+        model(torch.zeros(1, 28, 28))
+
+
+def test_make_net_depth_counts_weighted_layers_and_plain_differs_only_by_shortcuts():
+    for depth in (8, 20):
+        plain, residual = make_net(depth, residual=False), make_net(depth, residual=True)
+        assert _conv_count(plain, 3) + 1 == depth  # 3x3 convolutions + the final linear layer
+        assert _conv_count(residual, 3) == _conv_count(plain, 3)
+        assert _conv_count(plain, 1) == 0 and _conv_count(residual, 1) == 2  # projections at stages 2 and 3
+    with pytest.raises(ValueError, match="6n"):
+        make_net(10, residual=True)
+
+
+def test_gradient_reaches_the_first_layer_of_a_deep_residual_network():
+    torch.manual_seed(0)
+    model = make_net(20, residual=True)
+    F.cross_entropy(model(torch.randn(8, 1, 28, 28)), torch.arange(8)).backward()
+    assert model.stem[0].weight.grad.norm() > 0
+
+
+def test_shift_images_moves_pixels_and_fills_the_border():
+    images = torch.arange(16.0).view(1, 1, 4, 4)
+    right = shift_images(images, 1, 0, fill=-1.0)
+    assert torch.equal(right[0, 0, :, 1:], images[0, 0, :, :3]) and torch.all(right[0, 0, :, 0] == -1)
+    up = shift_images(images, 0, -2)
+    assert torch.equal(up[0, 0, :2], images[0, 0, 2:]) and torch.all(up[0, 0, 2:] == 0)
+    assert torch.equal(shift_images(images, 0, 0), images)
+    with pytest.raises(ValueError, match="out of the frame"):
+        shift_images(images, 4, 0)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Checks
+# ---------------------------------------------------------------------------------------------------------
+class _NoShortcut(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int = 1) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1)
+        self.proj = nn.Conv2d(cin, cout, 1, stride) if (cin != cout or stride != 1) else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.conv2(F.relu(self.conv1(x))))  # the projection is built but never added
+
+
+class _AlwaysProjects(ResidualBlock):
+    def __init__(self, cin: int, cout: int, stride: int = 1) -> None:
+        super().__init__(cin, cout, stride)
+        self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+
+class _IgnoresStride(ResidualBlock):
+    def __init__(self, cin: int, cout: int, stride: int = 1) -> None:
+        super().__init__(cin, cout, 1)
+
+
+class _NeverProjects(ResidualBlock):
+    def __init__(self, cin: int, cout: int, stride: int = 1) -> None:
+        super().__init__(cin, cout, stride)
+        self.shortcut = nn.Identity()
+
+
+class _Skeleton(nn.Module):  # the exercise cell as the learner finds it
+    def __init__(self, cin: int, cout: int, stride: int = 1) -> None:
+        super().__init__()
+        ...
+
+    def forward(self, x: torch.Tensor) -> None: ...
+
+
+def _one_line(capsys: pytest.CaptureFixture[str]) -> str:
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1, out
+    return out
+
+
+def test_check_residual_block_passes_the_right_block(capsys):
+    assert checks.check_residual_block(ResidualBlock)
+    assert _one_line(capsys).startswith("✅")
+
+
+@pytest.mark.parametrize(
+    ("block_cls", "says"),
+    [
+        (_NoShortcut, "no gradient reaches the input"),
+        (_AlwaysProjects, "should be the identity"),
+        (_IgnoresStride, "the stride should divide"),
+        (_NeverProjects, "project it"),
+        (ResidualBlock(16, 16), "not an instance"),
+        (None, "no answer yet"),
+        (_Skeleton, "no answer yet"),
+    ],
+    ids=[
+        "no-shortcut",
+        "always-projects",
+        "ignores-stride",
+        "never-projects",
+        "instance",
+        "placeholder",
+        "skeleton",
+    ],
+)
+def test_check_residual_block_fails_wrong_blocks_with_one_line_and_no_expected_shape(capsys, block_cls, says):
+    assert not checks.check_residual_block(block_cls)
+    line = _one_line(capsys)
+    assert line.startswith("❌") and says in line
+    assert "(2, 32, 4, 4)" not in line and "4x4" not in line  # the expected output shape is never shown
+
+
+def test_check_time_to_accuracy_passes_reaches_and_fails_slow_or_weak_models(digits, capsys):
+    train_loader, val_loader = digits
+    torch.manual_seed(0)
+    kwargs = {"epochs": 2, "lr": 3e-3}
+    model = MLP(hidden=(64,))  # learns the synthetic digits in seconds
+    assert checks.check_time_to_accuracy(model, train_loader, val_loader, target=0.5, seconds=120, **kwargs)
+    assert _one_line(capsys).startswith("✅")
+    assert all(p.grad is None for p in model.parameters())  # the learner's model was not trained
+    assert not checks.check_time_to_accuracy(
+        model, train_loader, val_loader, target=0.5, seconds=1e-3, **kwargs
+    )
+    assert "budget" in _one_line(capsys)
+    weak = MLP(hidden=())
+    assert not checks.check_time_to_accuracy(weak, train_loader, val_loader, target=1.0, seconds=60, **kwargs)
+    assert "below the 100.0% target" in _one_line(capsys)
+    assert not checks.check_time_to_accuracy(None, train_loader, val_loader, target=0.5, seconds=60, **kwargs)
+    assert "no answer yet" in _one_line(capsys)
+    assert not checks.check_time_to_accuracy(
+        SmallResNet(in_channels=3), train_loader, val_loader, target=0.5, seconds=60, **kwargs
+    )
+    assert "training raised" in _one_line(capsys)
+    assert not checks.check_time_to_accuracy(
+        model, train_loader, val_loader, target=0.5, seconds=60, epochs=1.5, lr=1e-3
+    )
+    assert "whole number" in _one_line(capsys)
+
+
+@pytest.mark.realdata
+@pytest.mark.skipif(not has_real("FashionMNIST"), reason="real Fashion-MNIST not in COURSE_DATA_DIR")
+def test_small_resnet_learns_real_fashion_mnist():
+    torch.manual_seed(0)
+    data = fashion_mnist(batch_size=128, subset=3000, test_subset=500, device="cpu")
+    model = SmallResNet(widths=(16, 32, 64))
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    model.train()
+    for images, labels in data.train:
+        optimizer.zero_grad()
+        F.cross_entropy(model(images), labels).backward()
+        optimizer.step()
+    model.eval()
+    with torch.no_grad():
+        correct = sum((model(x).argmax(1) == y).sum().item() for x, y in data.val)
+    assert correct / 300 > 0.5  # one pass over 2,700 images: far above chance (10%)

@@ -1,0 +1,255 @@
+"""Tests for course_utils.distributed: sharding, fit's checks, and cu.fit under torchrun in 2 CPU processes."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
+
+import course_utils as cu
+from course_utils import ddp_demo, distributed
+from course_utils.tensorloader import TensorLoader
+
+TORCHRUN = pytest.mark.skipif(
+    not (dist.is_available() and dist.is_gloo_available()),
+    reason="this torch build has no torch.distributed with the gloo backend, which torchrun on CPUs needs",
+)
+# Hard limit per torchrun launch. Measured: 20-35 s on a busy 2-core machine, most of it importing torch in
+# three processes; the training itself takes about a second. The launcher kills every process it started
+# when the limit is reached, so a hang fails the test instead of blocking the suite.
+LAUNCH_TIMEOUT = 180
+
+
+def _identity_loader(n: int, batch_size: int, **kwargs: object) -> TensorLoader:
+    """A loader whose labels are the sample indices, so a batch says which samples it holds."""
+    return TensorLoader(
+        torch.zeros(n, 1, 2, 2, dtype=torch.uint8), torch.arange(n), batch_size=batch_size, **kwargs
+    )
+
+
+def _epoch(loader: object) -> list[list[int]]:
+    return [labels.tolist() for _, labels in loader]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Sharding, without processes (rank and world size passed explicitly)
+# ---------------------------------------------------------------------------------------------------------
+def test_one_process_gets_the_loader_itself():
+    loader = _identity_loader(10, 4)
+    assert distributed.shard(loader) is loader  # no process group: world size 1
+    assert distributed.shard(loader, rank=0, world_size=1) is loader
+
+
+@pytest.mark.parametrize("world", [2, 3])
+def test_shards_together_hold_the_batches_of_one_process_with_world_times_the_batch(world):
+    single = _identity_loader(96, 8 * world, shuffle=True, seed=5)
+    shards = [
+        distributed.shard(_identity_loader(96, 8, shuffle=True, seed=5), rank=r, world_size=world)
+        for r in range(world)
+    ]
+    epochs = []
+    for _ in range(2):  # the permutation is shared by all processes and changes every epoch
+        per_rank = [_epoch(s) for s in shards]
+        expected = _epoch(single)
+        assert all(len(batches) == len(expected) for batches in per_rank)
+        for k, batch in enumerate(expected):
+            assert sorted(sum((batches[k] for batches in per_rank), [])) == sorted(batch)
+        epochs.append(expected)
+    assert epochs[0] != epochs[1]
+
+
+def test_padded_shards_are_equal_and_cover_every_sample():
+    n, world = 101, 4
+    shards = [
+        distributed.shard(_identity_loader(n, 8, shuffle=True), rank=r, world_size=world) for r in range(4)
+    ]
+    seen = [sum(_epoch(s), []) for s in shards]
+    assert {len(s) for s in seen} == {26} and {len(s) for s in shards} == {4}  # ceil(101 / 4) = 26 each
+    assert set(sum(seen, [])) == set(range(n))  # 3 samples appear twice, none is missing
+
+
+def test_unpadded_shards_hold_every_sample_once():
+    n, world = 101, 4
+    shards = [
+        distributed.shard(_identity_loader(n, 8), rank=r, world_size=world, pad=False) for r in range(4)
+    ]
+    seen = [sum(_epoch(s), []) for s in shards]
+    assert sorted(sum(seen, [])) == list(range(n))
+    assert max(map(len, seen)) - min(map(len, seen)) <= 1
+
+
+def test_dataloader_shard_gets_a_distributed_sampler_that_fit_moves_to_the_next_epoch():
+    dataset = TensorDataset(torch.zeros(40, 1), torch.arange(40))
+    loader = DataLoader(dataset, batch_size=5, shuffle=True, generator=torch.Generator().manual_seed(0))
+    shards = [distributed.shard(loader, rank=r, world_size=2) for r in range(2)]
+    assert all(isinstance(s.sampler, DistributedSampler) for s in shards)
+    first = [sum(_epoch(s), []) for s in shards]
+    assert sorted(first[0] + first[1]) == list(range(40))
+    for s in shards:
+        distributed.start_epoch(s, 2)  # what cu.fit does at the start of every epoch
+    second = [sum(_epoch(s), []) for s in shards]
+    assert sorted(second[0] + second[1]) == list(range(40)) and second != first
+
+
+def test_shard_rejects_what_it_cannot_split():
+    with pytest.raises(ValueError, match="rank"):
+        distributed.shard(_identity_loader(10, 2), rank=2, world_size=2)
+    with pytest.raises(TypeError, match="TensorLoader or a DataLoader"):
+        distributed.shard([1, 2, 3], rank=0, world_size=2)
+
+
+def test_fit_in_several_processes_refuses_a_model_without_ddp(monkeypatch, digits):
+    train, _ = digits
+    monkeypatch.setattr(distributed, "world_size", lambda: 2)  # as if under torchrun with 2 processes
+    model = cu.SimpleCNN()
+    with pytest.raises(ValueError, match="DistributedDataParallel"):
+        cu.fit(
+            model,
+            train,
+            epochs=1,
+            optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+            loss_fn=nn.CrossEntropyLoss(),
+        )
+    wrapped = type("DistributedDataParallel", (nn.Module,), {})()  # stands in for a wrapped model
+    with pytest.warns(UserWarning, match="shard"):
+        distributed.check_ready(wrapped, train)
+
+
+def test_metrics_of_one_process_are_left_as_they_are():
+    metrics = {"loss": 0.5, "acc": 0.75, "n": 8}
+    assert distributed.reduce_metrics(metrics) == metrics
+    assert distributed.world_size() == 1 and distributed.rank() == 0 and distributed.is_main_process()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The checks of notebook 08
+# ---------------------------------------------------------------------------------------------------------
+SCALING = {"batch_per_process": 64, "processes": 4, "base_batch": 256, "base_lr": 0.1, "accumulation": 2}
+
+
+@pytest.mark.parametrize(
+    ("batch", "lr", "passes", "says"),
+    [
+        (None, None, False, "no answer yet"),
+        (512, 0.2, True, "Correct"),
+        (64, 0.1, False, "one process's batch"),
+        (256, 0.1, False, "accumulated micro-batches"),
+        (512, 0.1, False, "changes the learning rate"),
+        (512, 0.1 * 2**0.5, False, "square-root rule"),
+        ("512", 0.2, False, "two numbers"),
+    ],
+)
+def test_check_scaling(capsys, batch, lr, passes, says):
+    verdict = cu.checks.check_scaling(batch, lr, **SCALING)
+    out = capsys.readouterr().out
+    assert bool(verdict) is passes and says in out and out.count("\n") == 1
+    assert passes or lr == 0.2 or "0.2" not in out  # the expected learning rate is never shown
+
+
+def test_check_same_weights(capsys):
+    torch.manual_seed(0)
+    model = cu.SimpleCNN()
+    reference = {k: v.clone() for k, v in model.state_dict().items()}
+    assert cu.checks.check_same_weights(model, reference, atol=1e-6, hint="h")
+    with torch.no_grad():
+        model.fc.bias += 0.01
+    assert not cu.checks.check_same_weights(model, reference, atol=1e-6, hint="Try again.")
+    assert not cu.checks.check_same_weights(None, reference, atol=1e-6, hint="h")
+    assert not cu.checks.check_same_weights(nn.Linear(2, 2), reference, atol=1e-6, hint="h")
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 4 and lines[0].startswith("✅") and "Try again." in lines[1]
+    assert all(line.startswith("❌") for line in lines[1:])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# torchrun --standalone --nproc_per_node=2, gloo on the loopback interface
+# ---------------------------------------------------------------------------------------------------------
+def _demo(out: Path, *args: str) -> distributed.LaunchResult:
+    return distributed.launch(
+        "course_utils.ddp_demo",
+        "fit",
+        "--out",
+        out,
+        *args,
+        module=True,
+        nproc=2,
+        threads=1,
+        timeout=LAUNCH_TIMEOUT,
+        echo=False,
+    )
+
+
+@TORCHRUN
+def test_two_processes_train_like_one_process_with_twice_the_batch(tmp_path):
+    result = _demo(tmp_path, "--batch-size", "32", "--epochs", "2", "--verbose")
+    reference, ref_history = ddp_demo.train(batch_size=64, epochs=2)  # one process, batches of 2 x 32
+
+    trained = cu.SimpleCNN()
+    cu.load_checkpoint(trained, tmp_path / "model.pt")
+    diff = max((trained.state_dict()[k] - v).abs().max().item() for k, v in reference.state_dict().items())
+    # The same data, batches and initial weights: only the order of float additions differs, and its rounding
+    # can grow over the 16 SGD steps (measured: 3e-8; the same run in one process with batches of 32, i.e. a
+    # wrong equivalence, differs by 0.034, and another seed by 0.65). Weights are of the order of 0.4.
+    assert diff < 1e-4, f"2 processes x batch 32 and 1 process x batch 64 differ by {diff:.2e}"
+
+    histories = [json.loads((tmp_path / f"history_rank{r}.json").read_text()) for r in range(2)]
+    assert histories[0] == histories[1], "every process must hold the same history"
+    assert histories[0]["world_size"] == 2
+    assert histories[0]["train_loss"] == pytest.approx(ref_history.train_loss, rel=1e-4)
+    assert histories[0]["val_acc"] == pytest.approx(ref_history.val_acc, abs=1 / 128)  # one image at most
+
+    out = result.output
+    assert out.count("Training SimpleCNN") == 1 and out.count("epoch 2/2: train_loss") == 1, out  # process 0
+    assert "in 2 processes" in out
+    assert "[process 0] finished" in out and "[process 1] finished" in out
+
+
+@TORCHRUN
+def test_nan_or_ctrl_c_in_one_process_stops_both_at_the_same_step(tmp_path):
+    # Process 1 alone gets Ctrl-C (SIGINT) at step 3, then, in a second run, a NaN loss at step 2.
+    start = time.monotonic()
+    result = _demo(tmp_path, "--fault", "interrupt", "1", "3", "--fault", "nan", "1", "2")
+    assert result.returncode == 0 and time.monotonic() - start < LAUNCH_TIMEOUT
+    for r in range(2):
+        assert f"[process {r}] finished: interrupted=True epochs=0 training steps run=3" in result.output
+        stopped = next(
+            line for line in result.output.splitlines() if line.startswith(f"[process {r}] stopped:")
+        )
+        assert "at epoch 1, step 2" in stopped and "not finite in process(es) [1]" in stopped
+
+
+def _running(script: Path) -> list[int]:
+    """Processes (not yet reaped zombies excluded) whose command line names ``script``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            running = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+            if entry.name.isdigit() and running and str(script) in (entry / "cmdline").read_text():
+                found.append(int(entry.name))
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+    return found
+
+
+@TORCHRUN
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc to find the worker processes")
+def test_a_hanging_launch_is_stopped_with_every_process_it_started(tmp_path):
+    script = tmp_path / "hang.py"
+    script.write_text(
+        "import os, pathlib, time\n"
+        f"pathlib.Path({str(tmp_path)!r}, 'started' + os.environ['RANK']).touch()\n"
+        "time.sleep(600)  # a worker that never finishes\n"
+    )
+    start = time.monotonic()
+    with pytest.raises(TimeoutError, match="did not finish within 15 s"):
+        distributed.launch(script, nproc=2, timeout=15, echo=False)
+    assert time.monotonic() - start < 45  # 15 s, then a few seconds to stop everything
+    assert (tmp_path / "started0").exists() and (tmp_path / "started1").exists(), "the workers never started"
+    assert not _running(script), "a process of the launch outlived its timeout"
