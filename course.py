@@ -6,6 +6,10 @@ known-good packages from ``requirements-lock.txt`` plus this repository's ``cour
 
 - ``lab``:  opens JupyterLab at the first notebook;
 - ``test``: runs the whole test suite (unit tests, then every notebook in smoke mode through nbval);
+- ``site``: builds the course website into ``build/site/html`` (every notebook executed in full mode, with a
+  cache; ``--smoke`` for a quick check, ``--only 01 02`` for some lessons);
+- ``student``: writes the student edition (the notebooks without solutions) into ``build/student``
+  (``--zip`` for a zip file to hand out);
 - ``setup``: only sets up the environment; ``check``: prints the environment report.
 
 Only the Python standard library is used here, so it runs with any Python 3.11+ on Linux, macOS and Windows.
@@ -50,7 +54,7 @@ def setup() -> Path:
 
 def main(argv: list[str]) -> int:
     command = argv[0] if argv else "help"
-    if command not in {"lab", "test", "setup", "check"}:
+    if command not in {"lab", "test", "setup", "check", "site", "student"}:
         print(__doc__)
         return 0 if command in {"help", "-h", "--help"} else 2
     python = setup()
@@ -65,6 +69,10 @@ def main(argv: list[str]) -> int:
         args = [str(python), "-m", "pytest", *argv[1:]]
     elif command == "check":
         args = [str(python), "-m", "course_utils"]
+    elif command == "site":
+        args = [str(python), str(ROOT / "tools" / "build_site.py"), *argv[1:]]
+    elif command == "student":
+        args = [str(python), str(ROOT / "tools" / "student_edition.py"), *argv[1:]]
     else:
         print(f"Environment ready: {python}")
         return 0

@@ -1,0 +1,215 @@
+#!/usr/bin/env python3
+"""Build the course website from the notebooks with Sphinx, MyST-NB and sphinx-book-theme (no network needed).
+
+Every ``notebooks/NN_*.ipynb`` becomes a page with its outputs and figures. The notebooks are executed through
+MyST-NB's cache (jupyter-cache, see ``tools/notebook_cache.py``): a notebook whose code cells, mode and
+environment have not changed is not executed again. The repository's files are never changed: the pages are
+assembled in ``build/site/src`` (copies of the notebooks whose launch badges become plain links, the README's
+course table, the teacher's guide and the speed results) and written to ``build/site/html``.
+
+Usage: python tools/build_site.py [--smoke] [--only NN ...] [--out DIR]
+
+``--smoke`` executes in smoke mode (CI; every lesson page then says so in a banner); without it, full mode,
+the build to publish (20-30 minutes for all notebooks on a 2-core CPU the first time, about a minute after).
+``--only 01 03`` builds a subset of the lessons (with the home page and the guides).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import notebook_cache  # noqa: E402
+import notebook_headers  # noqa: E402
+
+ROOT = notebook_cache.ROOT
+CONF = ROOT / "site"
+OUT = ROOT / "build" / "site"
+BADGE_LINK = re.compile(r"\]\((https://[^)\s]+)\)")
+RELATIVE_LINK = re.compile(r"(\]\()(?!https?:|mailto:|#)([^)\s]+?)(#[^)\s]*)?(\))")
+# Repository files that are pages of the site (target page, relative to the site's source folder).
+PAGES = {"README.md": "index.md", "docs/teaching.md": "teaching.md", "benchmarks/README.md": "speed.md"}
+
+
+def _between(text: str, start: str, end: str, source: str) -> str:
+    try:
+        return text.split(start, 1)[1].split(end, 1)[0].strip()
+    except IndexError:
+        raise SystemExit(
+            f"{source} has no '{start}' ... '{end}' section; the home page includes it"
+        ) from None
+
+
+def rewrite_links(
+    text: str, source: str, staged: set[str], ref: str, repo: str, *, absolute: bool = False
+) -> str:
+    """Point a copied document's relative links at the site's pages, or at GitHub for other files.
+
+    Args:
+        text: Markdown.
+        source: The document's path in the repository (``docs/teaching.md``).
+        staged: Paths (relative to the repository) of the files that are pages of the site.
+        ref: Git ref for links to GitHub.
+        repo: GitHub ``OWNER/NAME``.
+        absolute: Write links to pages from the site's root (``/notebooks/...``), as a file included into
+            another page needs.
+
+    Returns:
+        The markdown with every relative link resolved.
+    """
+    page = PAGES.get(source, source)
+
+    def resolve(match: re.Match[str]) -> str:
+        opening, target, anchor, closing = match.groups()
+        path = os.path.normpath(os.path.join(os.path.dirname(source), target))
+        if path in staged:
+            site_path = PAGES.get(path, path)
+            relative = (
+                "/" + site_path if absolute else os.path.relpath(site_path, os.path.dirname(page) or ".")
+            )
+            return f"{opening}{relative}{anchor or ''}{closing}"
+        return f"{opening}https://github.com/{repo}/blob/{ref}/{path}{anchor or ''}{closing}"
+
+    return RELATIVE_LINK.sub(resolve, text)
+
+
+def launch_links(line: str) -> str:
+    """The badge line of a notebook as two text links (the same targets; no image fetched from elsewhere)."""
+    colab, binder = (url for url in BADGE_LINK.findall(line) if "badge" not in url and "assets" not in url)
+    return (
+        '<p class="course-launch">'
+        f'<a class="course-launch-colab" href="{colab}">Open in Colab</a> '
+        f'<a class="course-launch-binder" href="{binder}">Launch on Binder</a></p>'
+    )
+
+
+def stage(src: Path, lessons: list[Path]) -> None:
+    """Assemble the site's source folder from the repository (the repository itself is not changed).
+
+    Args:
+        src: The folder to fill (created; files that did not change keep their time stamps, so Sphinx
+            rebuilds only what changed).
+        lessons: The notebooks to include.
+    """
+    repo, ref = notebook_headers.repository()
+    staged = {f"notebooks/{p.name}" for p in lessons} | set(PAGES)
+    files: dict[str, str] = {}
+    for path in lessons:
+        nb = nbformat.read(path, as_version=4)
+        for cell in nb.cells:  # markdown only: code cells (what the cache matches) stay as they are
+            if cell.cell_type == "markdown":
+                lines = [
+                    launch_links(line) if notebook_headers.MARKER in line else line
+                    for line in cell.source.split("\n")
+                ]
+                cell.source = rewrite_links("\n".join(lines), f"notebooks/{path.name}", staged, ref, repo)
+        files[f"notebooks/{path.name}"] = nbformat.writes(nb)
+    files["teaching.md"] = rewrite_links(
+        (ROOT / "docs/teaching.md").read_text(), "docs/teaching.md", staged, ref, repo
+    )
+    files["speed.md"] = rewrite_links(
+        (ROOT / "benchmarks/README.md").read_text(), "benchmarks/README.md", staged, ref, repo
+    )
+    readme = (ROOT / "README.md").read_text()
+    table = _between(readme, "<!-- course-table:start -->", "<!-- course-table:end -->", "README.md")
+    files["_generated/course_table.md"] = (
+        rewrite_links(table, "README.md", staged, ref, repo, absolute=True) + "\n"
+    )
+    files["_generated/learning_path.md"] = learning_path(lessons)
+    intro = readme.split("\n## ", 1)[0].split("\n", 1)[1].strip()  # between the title and the first section
+    files["_generated/intro.md"] = rewrite_links(intro, "README.md", staged, ref, repo, absolute=True) + "\n"
+    index = (CONF / "index.md").read_text()
+    files["index.md"] = index.replace("@REPOSITORY@", repo).replace("@NAME@", repo.split("/")[1])
+    wanted = {src / name for name in files}
+    for name, text in files.items():
+        target = src / name
+        if not target.exists() or target.read_text() != text:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text)
+    for old in list(src.rglob("*.ipynb")) + list(src.rglob("*.md")):
+        if old not in wanted:  # a lesson removed or left out with --only
+            old.unlink()
+
+
+def learning_path(lessons: list[Path]) -> str:
+    """The home page's learning path: each lesson's title and what it builds on, from the notebook itself."""
+    lines = []
+    for path in lessons:
+        first = nbformat.read(path, as_version=4).cells[0].source
+        title = first.splitlines()[0].lstrip("# ").strip()
+        match = re.search(r"\*\*Prerequisites\*\*:?\s*(.+?)(?:\n\n|\Z)", first, re.DOTALL)
+        needs = " ".join(match.group(1).split()) if match else "see the lesson"
+        needs = re.split(r"(?<=[.)])\s+(?=[A-Z])", needs, maxsplit=1)[0]  # its first sentence
+        lines.append(f"1. **[{title}](/notebooks/{path.name})**  \n   *Builds on:* {needs}")
+    return "\n".join(lines) + "\n"
+
+
+def build(mode: str, out: Path, only: list[str]) -> int:
+    """Stage the sources and run Sphinx; return its exit code.
+
+    Args:
+        mode: ``"smoke"`` or ``"full"``.
+        out: The build folder (``src/`` and ``html/`` go inside).
+        only: Lesson numbers to include (all when empty).
+    """
+    lessons = [p for p in notebook_cache.notebooks() if not only or p.name[:2] in only]
+    if not lessons:
+        raise SystemExit(f"no notebook matches --only {' '.join(only)} in {ROOT / 'notebooks'}")
+    cache = notebook_cache.cache_dir(mode)
+    for stale in notebook_cache.prune(mode):
+        print(f"removed the cache of another environment: {stale}")
+    src, html = out / "src", out / "html"
+    stage(src, lessons)
+    env = dict(
+        os.environ,
+        COURSE_SMOKE="1" if mode == "smoke" else "0",
+        COURSE_SITE_MODE=mode,
+        COURSE_SITE_CACHE=str(cache),
+        JUPYTER_PREFER_ENV_PATH="1",  # the kernel of this environment, not one from the user's folders
+        PYDEVD_DISABLE_FILE_VALIDATION="1",  # no debugger warning in the pages
+    )
+    print(f"building the site in {mode} mode: {len(lessons)} lesson(s), cache {cache}", flush=True)
+    start = time.monotonic()
+    # -W: a warning (a broken reference, an output that cannot render, a failed notebook) fails the build.
+    command = [sys.executable, "-m", "sphinx", "-b", "html", "-c", str(CONF), "-W", "--keep-going", "-q"]
+    command += ["-d", str(out / "doctrees")]  # beside the pages, not in them: html/ is what gets published
+    # Sphinx rereads only the pages whose sources changed; after a change to the site's own extension, style
+    # or this script (or a switch of mode), every page is read again (-E).
+    parts = [mode] + [
+        f"{p}:{p.read_bytes().hex()}"
+        for p in sorted(CONF.rglob("*"))
+        if p.is_file() and "__pycache__" not in p.parts
+    ]
+    stamp = hashlib.sha256("\n".join(parts + [Path(__file__).read_text()]).encode()).hexdigest()
+    stamp_file = out / ".site-stamp"
+    if not stamp_file.is_file() or stamp_file.read_text() != stamp:
+        command.append("-E")
+    code = subprocess.call([*command, str(src), str(html)], env=env, cwd=ROOT)
+    if code == 0:
+        stamp_file.write_text(stamp)
+    print(f"{'built' if code == 0 else 'FAILED'} in {time.monotonic() - start:.0f} s: {html / 'index.html'}")
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--smoke", action="store_true", help="execute in smoke mode (CI); pages say so")
+    parser.add_argument("--only", nargs="+", default=[], metavar="NN", help="build only these lessons")
+    parser.add_argument("--out", type=Path, default=OUT, help="build folder (default: build/site)")
+    args = parser.parse_args(argv)
+    return build("smoke" if args.smoke else "full", args.out.resolve(), args.only)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
