@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 import tomllib
+import zipfile
 from pathlib import Path
 
 import nbformat
@@ -148,3 +149,36 @@ def test_pip_part_of_environment_yml_installs(tmp_path):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "course-utils" in result.stdout.lower() or "course_utils" in result.stdout.lower()
+
+
+def test_the_wheel_holds_every_subpackage_and_builds_without_warnings(tmp_path):
+    """A non-editable install (``pip install .``, as on Colab) ships ``checks`` and ``debug`` too, and the build
+    raises no deprecation warning about pyproject.toml (setuptools includes unlisted subpackages only for now)."""
+    setuptools = pytest.importorskip("setuptools")
+    if int(setuptools.__version__.split(".")[0]) < 77:
+        pytest.skip(
+            f"setuptools {setuptools.__version__} is older than pyproject.toml's build requirement (77)"
+        )
+    # No build isolation: it would download setuptools, and the test command must run offline.
+    build = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-v", "--no-deps", "--no-build-isolation", "-w", str(tmp_path)]
+        + [str(ROOT)],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    (wheel,) = tmp_path.glob("course_utils-*.whl")
+    shipped = {name.rsplit("/", 1)[0] for name in zipfile.ZipFile(wheel).namelist() if name.endswith(".py")}
+    packages = {str(p.parent.relative_to(ROOT)) for p in (ROOT / "course_utils").rglob("__init__.py")}
+    assert packages <= shipped, (
+        f"the wheel lacks {sorted(packages - shipped)}: see [tool.setuptools] in pyproject"
+    )
+    warnings = sorted(
+        {
+            line.strip()
+            for line in build.stdout.splitlines() + build.stderr.splitlines()
+            if "BackendWarning" in line or "DeprecationWarning" in line
+        }
+    )
+    assert not warnings, "building the wheel warns:\n" + "\n".join(warnings)
