@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -69,32 +70,38 @@ def main() -> None:
     )
     cores = os.cpu_count() or 1
     work = Path(tempfile.mkdtemp(prefix="bench-ddp-"))
-    share, big = max(1, cores // args.nproc), args.nproc * args.batch_size
-    runs = {  # name: (processes, threads per process, images per process per step)
-        "1 process" + ("" if cuda else f", {cores} threads"): (1, cores, big),
-        f"{args.nproc} processes" + ("" if cuda else f", {share} thread(s) each"): (
-            args.nproc,
-            share,
-            args.batch_size,
-        ),
-    }
-    if not cuda:
-        runs["1 process, 1 thread"] = (1, 1, big)
-    results = {}
-    for i, (name, (nproc, threads, batch_size)) in enumerate(runs.items()):
-        results[name] = run(work / str(i), nproc, threads, batch_size, args)
-    single = results[next(iter(results))][1]
-    train_images = (args.images - round(args.images * 0.1)) * args.epochs  # ddp_demo holds a tenth out
-    for name, (total, training) in results.items():
+    try:
+        share, big = max(1, cores // args.nproc), args.nproc * args.batch_size
+        runs = {  # name: (processes, threads per process, images per process per step)
+            "1 process" + ("" if cuda else f", {cores} threads"): (1, cores, big),
+            f"{args.nproc} processes" + ("" if cuda else f", {share} thread(s) each"): (
+                args.nproc,
+                share,
+                args.batch_size,
+            ),
+        }
+        if not cuda:
+            runs["1 process, 1 thread"] = (1, 1, big)
+        results = {}
+        for i, (name, (nproc, threads, batch_size)) in enumerate(runs.items()):
+            results[name] = run(work / str(i), nproc, threads, batch_size, args)
+        single = results[next(iter(results))][1]
+        train_images = (args.images - round(args.images * 0.1)) * args.epochs  # ddp_demo holds a tenth out
+        for name, (total, training) in results.items():
+            print(
+                f"{name:<30} training {training:7.2f} s ({train_images / training:8,.0f} images/s)  "
+                f"whole launch {total:7.2f} s  speed-up over the first {single / training:5.2f}x"
+            )
+        one, many = cu.SimpleCNN(), cu.SimpleCNN()
+        cu.load_checkpoint(one, work / "0" / "model.pt")
+        cu.load_checkpoint(many, work / "1" / "model.pt")
+        diff = max((one.state_dict()[k] - v).abs().max().item() for k, v in many.state_dict().items())
         print(
-            f"{name:<30} training {training:7.2f} s ({train_images / training:8,.0f} images/s)  "
-            f"whole launch {total:7.2f} s  speed-up over the first {single / training:5.2f}x"
+            f"largest weight difference, 1 process vs {args.nproc} processes: {diff:.1e} (float rounding only)"
         )
-    one, many = cu.SimpleCNN(), cu.SimpleCNN()
-    cu.load_checkpoint(one, work / "0" / "model.pt")
-    cu.load_checkpoint(many, work / "1" / "model.pt")
-    diff = max((one.state_dict()[k] - v).abs().max().item() for k, v in many.state_dict().items())
-    print(f"largest weight difference, 1 process vs {args.nproc} processes: {diff:.1e} (float rounding only)")
+
+    finally:
+        shutil.rmtree(work, ignore_errors=True)  # the launches' scripts, logs and checkpoints
 
 
 if __name__ == "__main__":
