@@ -87,7 +87,7 @@ def test_lock_file_pins_every_dependency():
     ]
     pins = {_name(ln): ln.split("==")[1] for ln in lines}
     assert all("==" in ln for ln in lines)
-    assert pins["torch"] == "2.14.1" and pins["torchvision"] == "0.29.1"
+    assert pins["torch"] == "2.15.0" and pins["torchvision"] == "0.29.2"
     needed = {_name(d) for d in project["dependencies"] + project["optional-dependencies"]["dev"]}
     assert needed <= set(pins), f"unpinned: {needed - set(pins)}"
 
