@@ -9,6 +9,9 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.modules.utils import consume_prefix_in_state_dict_if_present
+
+from .distributed import unwrap
 
 __all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint"]
 
@@ -33,7 +36,8 @@ def save_checkpoint(
     complete, so a crash or Ctrl-C mid-write never leaves a truncated checkpoint in its place.
 
     Args:
-        model: The model whose ``state_dict`` is saved.
+        model: The model whose ``state_dict`` is saved; a ``DistributedDataParallel`` or ``torch.compile``
+            wrapper is looked through, so the file loads into the plain model.
         path: Destination file (``.pt``); parent folders are created.
         optimizer: Also save its state, to resume training.
         history: A History (or dict) stored with the weights.
@@ -44,6 +48,7 @@ def save_checkpoint(
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    model = unwrap(model)
     payload = {
         "format": FORMAT,
         "model_class": type(model).__name__,
@@ -78,8 +83,10 @@ def load_checkpoint(
     Loads with ``weights_only=True``: a checkpoint cannot run code on your machine.
 
     Args:
-        model: A model of the same architecture; its weights are replaced.
-        path: The checkpoint file.
+        model: A model of the same architecture, plain or wrapped (DDP, ``torch.compile``); its weights are
+            replaced.
+        path: The checkpoint file. A plain ``state_dict`` saved from a wrapped model (keys starting with
+            ``module.`` or ``_orig_mod.``) loads too.
         optimizer: Also restore its state, if the checkpoint holds one.
         map_location: Where to load the tensors before copying them into the model.
 
@@ -106,6 +113,10 @@ def load_checkpoint(
     else:
         raise CheckpointError(f"{path} holds a {type(payload).__name__}, not model weights")
 
+    model = unwrap(model)
+    for prefix in ("module.", "_orig_mod."):  # torch.save(ddp_model.state_dict()) and the like
+        if state and all(key.startswith(prefix) for key in state):  # a submodule named "module" stays
+            consume_prefix_in_state_dict_if_present(state, prefix)
     saved_from = payload.get("model_class")
     problems = _mismatches(model, state)
     if problems:  # checked before loading, so a failed load leaves the model untouched

@@ -131,10 +131,17 @@ def unwrap(model: nn.Module) -> nn.Module:
         model: A model, wrapped or not.
 
     Returns:
-        ``model.module`` for a DDP (or DataParallel) model, else ``model`` itself.
+        ``model.module`` for a DDP (or DataParallel) model, the original module of a ``torch.compile``d one
+        (both unwrapped, in any order), else ``model`` itself.
     """
     wrappers = (nn.parallel.DistributedDataParallel, nn.DataParallel)
-    return model.module if isinstance(model, wrappers) else model
+    while True:
+        if isinstance(model, wrappers):
+            model = model.module
+        elif isinstance(getattr(model, "_orig_mod", None), nn.Module):  # torch.compile's OptimizedModule
+            model = model._orig_mod
+        else:
+            return model
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -99,3 +99,40 @@ def test_saved_file_has_a_normal_mode_without_touching_the_umask(tmp_path, monke
     path = checkpoint.save_checkpoint(SimpleCNN(), tmp_path / "m.pt")
     monkeypatch.undo()
     assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask
+
+
+def test_wrapped_models_save_and_load_as_the_plain_model(tmp_path):
+    """DDP-style (``module.``) and torch.compile (``_orig_mod.``) wrappers are looked through both ways."""
+    torch.manual_seed(0)
+    trained = SimpleCNN()
+    wrapped = torch.nn.DataParallel(trained)  # the same ``module.`` prefix as DistributedDataParallel
+    path = checkpoint.save_checkpoint(wrapped, tmp_path / "wrapped.pt")
+    saved = torch.load(path, weights_only=True)
+    assert saved["model_class"] == "SimpleCNN"
+    assert set(saved["state_dict"]) == set(trained.state_dict())  # no "module." prefix in the file
+
+    plain = SimpleCNN()
+    checkpoint.load_checkpoint(plain, path)
+    compiled = torch.compile(SimpleCNN())  # compiles lazily: nothing runs here
+    checkpoint.load_checkpoint(compiled, path)
+    for model in (plain, compiled._orig_mod):
+        assert all(torch.equal(model.state_dict()[k], v) for k, v in trained.state_dict().items())
+
+    # A plain state_dict saved from a wrapper, as torch.save(ddp_model.state_dict(), ...) writes it.
+    torch.save(wrapped.state_dict(), tmp_path / "raw.pt")
+    fresh = SimpleCNN()
+    checkpoint.load_checkpoint(fresh, tmp_path / "raw.pt")
+    assert all(torch.equal(fresh.state_dict()[k], v) for k, v in trained.state_dict().items())
+
+
+def test_a_submodule_named_module_keeps_its_name(tmp_path):
+    """Only a prefix on every key is a wrapper's: a model with a child called ``module`` loads as it is."""
+    model = torch.nn.Sequential()
+    model.add_module("module", torch.nn.Linear(2, 2))
+    model.add_module("head", torch.nn.Linear(2, 1))
+    path = checkpoint.save_checkpoint(model, tmp_path / "m.pt")
+    other = torch.nn.Sequential()
+    other.add_module("module", torch.nn.Linear(2, 2))
+    other.add_module("head", torch.nn.Linear(2, 1))
+    checkpoint.load_checkpoint(other, path)
+    assert torch.equal(other.module.weight, model.module.weight)
