@@ -423,14 +423,14 @@ def _check_cells(cells: list[dict[str, Any]]) -> list[str]:
     return problems
 
 
+def _sources_expected_to_run(cells: list[dict[str, Any]]) -> list[str]:
+    """The sources of the code cells that should succeed (not tagged ``raises-exception``)."""
+    return [c["source"] for c in cells if c["type"] == "code" and "raises-exception" not in c["tags"]]
+
+
 def _runs(cells: list[dict[str, Any]], *needles: str) -> bool:
     """Whether a cell that should succeed calls one of ``needles``."""
-    return any(
-        cell["type"] == "code"
-        and "raises-exception" not in cell["tags"]
-        and any(needle in cell["source"] for needle in needles)
-        for cell in cells
-    )
+    return any(any(needle in source for needle in needles) for source in _sources_expected_to_run(cells))
 
 
 def _shows_bars(cells: list[dict[str, Any]]) -> bool:
@@ -439,13 +439,8 @@ def _shows_bars(cells: list[dict[str, Any]]) -> bool:
     A notebook whose every ``cu.fit`` call passes ``verbose=False`` (lesson 07 compares silent runs) draws none.
     """
     return any(
-        cell["type"] == "code"
-        and "raises-exception" not in cell["tags"]
-        and (
-            "tqdm" in cell["source"]
-            or ("cu.fit(" in cell["source"] and "verbose=False" not in cell["source"])
-        )
-        for cell in cells
+        "tqdm" in source or ("cu.fit(" in source and "verbose=False" not in source)
+        for source in _sources_expected_to_run(cells)
     )
 
 
