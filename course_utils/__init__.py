@@ -1,93 +1,74 @@
-"""course_utils: the CNN course's helpers for data, training, models, plots, widgets and exercise checks.
+"""course_utils: what the CNN course's lessons share: data, training loop, models, plots, checkpoints, set-up.
 
-Importing it changes no global state. The short API below is what the notebooks use; each submodule
-(``cu.data``, ``cu.engine``, ``cu.models``, ``cu.plotting``, ``cu.features``, ``cu.widgets``, ``cu.checks``) holds
-the rest.
+``import course_utils as cu`` is quick and changes no global state: each part is imported on first use.
+These 20 names are the whole API; ``cu.data``, ``cu.plots`` and ``cu.distributed`` hold the rest.
 """
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-from . import (
-    blocks,
-    checks,
-    config,
-    data,
-    debug,
-    distributed,
-    engine,
-    features,
-    fewshot,
-    mistakes,
-    models,
-    plotting,
-    speed,
-    widgets,
-)
-from ._diagnose import NonFiniteLossError
-from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from .config import DATA_DIR, SMOKE
-from .engine import evaluate, fit, predict, train_one_epoch
-from .features import show_feature_maps, show_filters
-from .history import History, Predictions
-from .mistakes import plot_confusion_matrix, show_misclassified
-from .models import (
-    ImprovedCNN,
-    SimpleCNN,
-    conv_output_size,
-    count_parameters,
-    resnet18_transfer,
-    trainable_summary,
-)
-from .plotting import plot_history, show_images
-from .utils import environment_report, get_device, set_seed
+# module -> the names it defines (private modules: each object has one public path, the one below)
+_HOMES = {
+    "_setup": ("set_seed", "get_device", "environment_report"),
+    "_fit": ("fit",),
+    "_loop": ("train_one_epoch", "evaluate", "predict"),
+    "_history": ("History",),
+    "_diagnose": ("NonFiniteLossError",),
+    "_checkpoint": ("save_checkpoint", "load_checkpoint"),
+    "_models": ("SimpleCNN", "ImprovedCNN", "resnet18_transfer", "count_parameters", "trainable_summary"),
+}
+_HOME = {name: module for module, names in _HOMES.items() for name in names}
 
 __all__ = [
-    "__version__",
-    # configuration
-    "SMOKE",
-    "DATA_DIR",
-    # submodules
-    "blocks",
-    "checks",
-    "config",
-    "data",
-    "debug",
-    "distributed",
-    "engine",
-    "fewshot",
-    "models",
-    "plotting",
-    "mistakes",
-    "speed",
-    "features",
-    "widgets",
-    # setup
-    "set_seed",
+    "SMOKE",  # smoke mode (COURSE_SMOKE=1): small subsets and one short epoch; read at every use
+    "set_seed",  # setup
     "get_device",
     "environment_report",
-    # training
-    "fit",
+    "data",  # data, plots, several processes
+    "plots",
+    "distributed",
+    "fit",  # training
+    "train_one_epoch",
     "evaluate",
     "predict",
-    "train_one_epoch",
     "History",
-    "Predictions",
     "NonFiniteLossError",
     "save_checkpoint",
     "load_checkpoint",
-    "CheckpointError",
-    # models
-    "SimpleCNN",
+    "SimpleCNN",  # models
     "ImprovedCNN",
     "resnet18_transfer",
     "count_parameters",
     "trainable_summary",
-    "conv_output_size",
-    # plots
-    "show_images",
-    "plot_history",
-    "plot_confusion_matrix",
-    "show_misclassified",
-    "show_filters",
-    "show_feature_maps",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "SMOKE":  # not stored: an environment change after the import is seen
+        return importlib.import_module("._setup", __name__).smoke_mode()
+    if name in ("data", "plots", "distributed"):  # the namespaces
+        return importlib.import_module(f".{name}", __name__)
+    if name in _HOME:
+        value = getattr(importlib.import_module(f".{_HOME[name]}", __name__), name)
+        globals()[name] = value  # the next use finds it directly
+        return value
+    raise AttributeError(f"module 'course_utils' has no attribute {name!r}; its API is: {', '.join(__all__)}")
+
+
+def __dir__() -> list[str]:
+    return [*__all__, "__version__"]
+
+
+if TYPE_CHECKING:  # what editors and type checkers see; nothing of it is imported at run time
+    from . import data, distributed, plots
+    from ._checkpoint import load_checkpoint, save_checkpoint
+    from ._diagnose import NonFiniteLossError
+    from ._fit import fit
+    from ._history import History
+    from ._loop import evaluate, predict, train_one_epoch
+    from ._models import ImprovedCNN, SimpleCNN, count_parameters, resnet18_transfer, trainable_summary
+    from ._setup import environment_report, get_device, set_seed
+
+    SMOKE: bool

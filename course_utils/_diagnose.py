@@ -3,31 +3,26 @@
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator
 
 import torch
 from torch import nn
 
-__all__ = [
-    "NonFiniteLossError",
-    "non_finite_loss",
-    "check_images",
-    "explain_model_errors",
-    "check_labels",
-    "check_optimizer",
-]
+from ._setup import eval_mode
 
 
 class NonFiniteLossError(FloatingPointError):
     """The loss became NaN or infinite: training stopped rather than continuing on garbage."""
 
 
-def non_finite_loss(epoch: int, step: int) -> NonFiniteLossError:
-    """The error for a NaN/inf loss at ``step`` (1-based) of ``epoch``, raised before that step's update."""
+def non_finite_loss(epoch: int, steps: tuple[int, int]) -> NonFiniteLossError:
+    """The error for a NaN/inf loss seen in steps ``steps[0] + 1`` to ``steps[1]`` (1-based) of ``epoch``."""
+    first, last = steps[0] + 1, steps[1]
+    where = f"step {last}" if first == last else f"steps {first}-{last}"
     return NonFiniteLossError(
-        f"the loss became NaN or infinite at epoch {epoch}, step {step}. Training stopped before that step "
-        "changed the weights. Usual causes: a learning rate that is too high, unnormalised inputs, or a log of "
-        "zero in a custom loss. Try a 10x smaller lr."
+        f"the loss became NaN or infinite in epoch {epoch}, {where}. Usual causes: a learning rate that is too "
+        "high, unnormalised inputs, or a log of zero in a custom loss. Try a 10x smaller lr."
     )
 
 
@@ -42,22 +37,16 @@ def check_images(images: torch.Tensor) -> None:
         )
 
 
-def first_conv_or_linear(model: nn.Module) -> nn.Module | None:
-    """The model's first Conv2d or Linear layer: the one whose input shape an error message can name."""
-    return next((m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))), None)
-
-
-_SHAPE_ERRORS = ("channels", "shapes cannot be multiplied", "size mismatch", "Expected", "expected input")
+# What PyTorch's messages say about an input of the wrong shape (the last: a view or reshape).
+_SHAPE_ERRORS = re.compile(
+    "channels|shapes cannot be multiplied|size mismatch|Expected|expected input|is invalid for input of size"
+)
 
 
 @contextlib.contextmanager
 def explain_model_errors(model: nn.Module, images: torch.Tensor) -> Iterator[None]:
-    """Turn an error raised inside the ``with`` block into a ValueError that says what to do.
-
-    The diagnosis comes from facts, not from PyTorch's wording: images on another device than the weights,
-    images of another float type than the weights, or (by the message) a shape that does not fit. Any other
-    error passes through unchanged.
-    """
+    """Turn an error in the block into a ValueError that says what to do: by facts (images on another device
+    or float type than the weights), else by the message (a shape); other errors pass through unchanged."""
     try:
         yield
     except RuntimeError as exc:
@@ -73,34 +62,74 @@ def explain_model_errors(model: nn.Module, images: torch.Tensor) -> Iterator[Non
             ) from exc
         if weights and str(images.dtype) not in dtypes and not torch.is_autocast_enabled(images.device.type):
             raise ValueError(
-                f"the images are {images.dtype}, but {name}'s weights are {', '.join(dtypes)}: both must have "
-                f"the same floating-point type. Use images.to({dtypes[0]}) (and autocast for lower precision)."
-                f"\nPyTorch said: {text}"
+                f"the images are {images.dtype}, but {name}'s weights are {', '.join(dtypes)}: use one "
+                f"float type, images.to({dtypes[0]}) (autocast for lower precision).\nPyTorch said: {text}"
             ) from exc
-        if not any(s in text for s in _SHAPE_ERRORS):
+        if not _SHAPE_ERRORS.search(text):
             raise
-        first = first_conv_or_linear(model)
-        expects = ""
-        if isinstance(first, nn.Conv2d):
-            expects = f" Its first layer, {first}, expects {first.in_channels} input channel(s)."
+        layer = _failing_layer(model, images)
+        if layer is not None:
+            raise ValueError(f"{layer}\nPyTorch said: {text}") from exc
+        first = next((m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))), None)
+        conv = isinstance(first, nn.Conv2d)  # (a first Linear layer says nothing about channels)
+        expects = f" Its first layer, {first}, expects {first.in_channels} input channel(s)." if conv else ""
         raise ValueError(
-            f"{name} could not process a batch of images of shape {tuple(images.shape)} "
-            f"(batch, channels, height, width).{expects} Check that the images have the number of channels and "
-            f"the size the model was built for (e.g. 1x28x28 for MNIST, 3x224x224 for ResNet).\n"
-            f"PyTorch said: {text}"
+            f"{name} could not process a batch of images of shape {tuple(images.shape)} (batch, channels, "
+            f"height, width).{expects} Check that the images have the channels and size the model was built "
+            f"for (e.g. 1x28x28 for MNIST, 3x224x224 for ResNet).\nPyTorch said: {text}"
         ) from exc
 
 
-def check_labels(outputs: torch.Tensor, labels: torch.Tensor) -> None:
-    """Fail clearly when the labels do not fit a classifier's outputs (checked on the first batch).
+def _failing_layer(model: nn.Module, images: torch.Tensor) -> str | None:
+    """Where a shape error arose, past the first layer: the layer, the shape it expects and what it got. Runs
+    the batch again with hooks that follow the running layers; only after an error, so free otherwise."""
+    names = {module: name for name, module in model.named_modules()}
+    running: list[tuple[str, nn.Module, tuple[int, ...]]] = []  # (name, module, input shape) of open calls
+    done: list[tuple[str, tuple[int, ...]]] = []  # (name, output shape) of finished leaf layers
 
-    Class indices must be a 1-D integer tensor with one entry per image, each below the number of outputs;
-    class probabilities (float, the same shape as the outputs) are accepted too.
-    """
-    if outputs.ndim != 2:
-        raise ValueError(
-            f"the model should output (batch, num_classes) scores, got shape {tuple(outputs.shape)}"
+    def enter(module: nn.Module, args: tuple) -> None:
+        shape = tuple(args[0].shape) if args and isinstance(args[0], torch.Tensor) else ()
+        running.append((names.get(module, "?"), module, shape))
+
+    def leave(module: nn.Module, args: tuple, output: object) -> None:
+        name, _, _ = running.pop()
+        if isinstance(output, torch.Tensor) and not list(module.children()):
+            done.append((name, tuple(output.shape)))
+
+    hooks = [m.register_forward_pre_hook(enter) for m in model.modules()]
+    hooks += [m.register_forward_hook(leave) for m in model.modules()]
+    try:  # eval mode and no gradients, so that no statistic changes
+        with torch.no_grad(), eval_mode(model), contextlib.suppress(RuntimeError):
+            model(images)
+            return None  # it ran this time: no layer to blame
+    finally:
+        for hook in hooks:
+            hook.remove()
+    if not done:  # the first layer failed: a problem with the images, said by the caller
+        return None
+    name, module, shape = running[-1]
+    if module is model:  # the model's own forward code (a view, say) failed after its last finished layer
+        last, out = done[-1]
+        return (
+            f"{type(model).__name__}'s forward failed after layer {last!r}, whose output has shape {out}: "
+            "the code that follows it (a view, reshape or flatten, say) expects another shape."
         )
+    expected = "another input shape"
+    if isinstance(module, nn.Linear):
+        expected = f"inputs whose last dimension is in_features={module.in_features}"
+    elif isinstance(module, nn.Conv2d):
+        expected = f"inputs (batch, {module.in_channels}, height, width): in_channels={module.in_channels}"
+    return (
+        f"layer {name!r} of {type(model).__name__}, {module}, expects {expected}, but the layers before it "
+        f"gave shape {shape}. Either the images, of shape {tuple(images.shape)}, are not the size the model "
+        "was built for, or this layer does not fit the layers before it: make it fit their output."
+    )
+
+
+def check_labels(outputs: torch.Tensor, labels: torch.Tensor) -> None:
+    """Fail clearly unless the labels are class indices (1-D, long, below the outputs) or probabilities."""
+    if outputs.ndim != 2:
+        raise ValueError(f"the model should output (batch, num_classes) scores, got {tuple(outputs.shape)}")
     batch, classes = outputs.shape
     if labels.is_floating_point():
         if labels.shape == outputs.shape:
@@ -116,22 +145,19 @@ def check_labels(outputs: torch.Tensor, labels: torch.Tensor) -> None:
         )
     if labels.ndim != 1 or labels.shape[0] != batch:
         raise ValueError(
-            f"the labels have shape {tuple(labels.shape)}, but the model gave scores for {batch} images: one "
-            f"class index per image is a tensor of shape ({batch},). Check that images and labels come from "
-            f"the same batch (and that no view(-1, ...) changed the batch size)."
+            f"the labels have shape {tuple(labels.shape)}, but the model gave scores for {batch} images (one "
+            f"class index each: shape ({batch},)). Check that images and labels come from the same batch and "
+            "that no view(-1, ...) changed the batch size."
         )
     if labels.dtype != torch.long:
-        raise ValueError(
-            f"the labels are {labels.dtype}, but the loss needs torch.long class indices: use labels.long()."
-        )
+        raise ValueError(f"the labels are {labels.dtype}, but the loss needs torch.long: use labels.long().")
     low, top = int(labels.min()), int(labels.max())
     if low < 0:
         raise ValueError(f"the labels include {low}, but class indices start at 0.")
     if top >= classes:
         raise ValueError(
-            f"the model outputs {classes} class scores, but the labels go up to {top}, so it needs at "
-            f"least {top + 1}. Make its last layer's out_features equal the number of classes "
-            f"(e.g. nn.Linear(..., {top + 1}))."
+            f"the model outputs {classes} class scores, but the labels go up to {top}, so it needs at least "
+            f"{top + 1}. Make its last layer's out_features the number of classes: nn.Linear(..., {top + 1})."
         )
 
 
@@ -141,14 +167,12 @@ def check_optimizer(model: nn.Module, optimizer: torch.optim.Optimizer) -> int:
     trainable = sum(p.numel() for p in params if p.requires_grad)
     if trainable == 0:
         raise ValueError(
-            "the optimizer has no trainable parameter: every parameter it was given has requires_grad=False, "
-            "so loss.backward() has nothing to compute. A common cause: replacing the head (model.fc = ...) and "
-            "*then* freezing every parameter, which freezes the new head too. Freeze the backbone first, then "
-            "add the head (new layers are trainable), and build the optimizer from "
-            "[p for p in model.parameters() if p.requires_grad]."
+            "the optimizer has no trainable parameter: all it was given have requires_grad=False. A common "
+            "cause: replacing the head (model.fc = ...) and *then* freezing every parameter, which freezes the "
+            "new head too. Freeze the backbone first, then add the head (new layers are trainable), and build "
+            "the optimizer from [p for p in model.parameters() if p.requires_grad]."
         )
-    model_ids = {id(p) for p in model.parameters()}
-    if not any(id(p) in model_ids for p in params):
+    if not {id(p) for p in model.parameters()} & {id(p) for p in params}:
         raise ValueError(
             "the optimizer's parameters do not belong to this model; build the optimizer from "
             "model.parameters() after creating the model you pass to fit"

@@ -3,81 +3,48 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Subset
 
-from .tensorloader import TensorLoader, random_shift
+from ._tensorloader import TensorLoader
 
-__all__ = ["ShardedLoader", "shard", "is_sharded"]
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Data: one shard per process
-# ---------------------------------------------------------------------------------------------------------
-def _rank_and_world(rank_: int | None, world: int | None) -> tuple[int, int]:
-    grouped = dist.is_available() and dist.is_initialized()
-    rank_ = (dist.get_rank() if grouped else 0) if rank_ is None else rank_
-    world = (dist.get_world_size() if grouped else 1) if world is None else world
-    if world < 1 or not 0 <= rank_ < world:
-        raise ValueError(f"need 0 <= rank < world_size, got rank {rank_} and world_size {world}")
-    return rank_, world
+__all__ = ["ShardedLoader", "shard", "is_sharded", "padded"]
 
 
-class ShardedLoader:
+class ShardedLoader(TensorLoader):
     """One process's share of a ``TensorLoader``'s batches (made by :func:`shard`).
 
     Every pass draws one permutation from the loader's own generator, seeded alike in every process, so all
     processes agree on it and it changes every epoch; process ``r`` of ``W`` takes positions ``r, r+W, ...``.
     Batch ``k`` of all processes together is therefore batch ``k`` of a single process whose batches are ``W``
     times larger: the same data, the same gradient. Random shifts use a generator of each process's own.
-
-    Args:
-        loader: The whole dataset's loader.
-        rank: This process's number.
-        world_size: The number of processes.
-        pad: Repeat a few samples so every process gets the same number (see :func:`shard`).
     """
 
     def __init__(self, loader: TensorLoader, rank: int, world_size: int, *, pad: bool = True) -> None:
+        vars(self).update(vars(loader))  # the loader's tensors, options and shuffling generator, shared
         self.loader, self.rank, self.world_size, self.pad = loader, rank, world_size, pad
-        self.batch_size, self.dataset = loader.batch_size, loader.dataset
+        n = self.images.shape[0]
+        self._total = math.ceil(n / world_size) * world_size if pad else n  # padded: some samples twice
+        self._per_pass = len(range(rank, self._total, world_size))
         self._augment = torch.Generator().manual_seed(loader.generator.initial_seed() + 1 + rank)
 
     def reseed(self, seed: int) -> None:
         """Restart shuffling (shared by all processes) and this process's augmentation from ``seed``."""
-        self.loader.reseed(seed)
+        super().reseed(seed)
         self._augment.manual_seed(seed + 1 + self.rank)
 
-    def _count(self) -> int:
-        n = self.loader.images.shape[0]
-        return math.ceil(n / self.world_size) if self.pad else len(range(self.rank, n, self.world_size))
-
-    def __len__(self) -> int:
-        count, b = self._count(), self.batch_size
-        return count // b if self.loader.drop_last else math.ceil(count / b)
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        data, n = self.loader, self.loader.images.shape[0]
-        order = torch.randperm(n, generator=data.generator) if data.shuffle else torch.arange(n)
-        if self.pad:  # the first samples again at the end, until every process has the same number
-            total = self._count() * self.world_size
-            order = order.repeat(math.ceil(total / n))[:total]
-        mine = order[self.rank :: self.world_size].to(data.device)
-        for batch in range(len(self)):
-            idx = mine[batch * self.batch_size : (batch + 1) * self.batch_size]
-            images, labels = data.images[idx], data.labels[idx]
-            if data.max_shift:
-                images = random_shift(images.float(), data.max_shift, self._augment)
-            yield data.normalize(images), labels
+    def _order(self) -> torch.Tensor:
+        n = self.images.shape[0]
+        order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
+        order = order.repeat(math.ceil(self._total / n))[: self._total]  # padded: the first samples again
+        return order[self.rank :: self.world_size].to(self.device)
 
     def __repr__(self) -> str:
-        return (
-            f"ShardedLoader(process {self.rank} of {self.world_size}, {len(self)} batches of {self.loader!r})"
-        )
+        where = f"process {self.rank} of {self.world_size}"
+        return f"ShardedLoader({where}, {len(self)} batches of {self.loader!r})"
 
 
 def shard(loader: Any, *, rank: int | None = None, world_size: int | None = None, pad: bool = True) -> Any:
@@ -98,40 +65,45 @@ def shard(loader: Any, *, rank: int | None = None, world_size: int | None = None
     Raises:
         TypeError: ``loader`` is neither a TensorLoader nor a DataLoader.
     """
-    rank_, world = _rank_and_world(rank, world_size)
+    grouped = dist.is_available() and dist.is_initialized()
+    rank = (dist.get_rank() if grouped else 0) if rank is None else rank
+    world = (dist.get_world_size() if grouped else 1) if world_size is None else world_size
+    if world < 1 or not 0 <= rank < world:
+        raise ValueError(f"need 0 <= rank < world_size, got rank {rank} and world_size {world}")
     if world == 1:
         return loader
     if isinstance(loader, TensorLoader):
-        return ShardedLoader(loader, rank_, world, pad=pad)
-    if isinstance(loader, DataLoader):
-        dataset, shuffle = loader.dataset, isinstance(loader.sampler, RandomSampler)
-        seed = loader.generator.initial_seed() if loader.generator is not None else 0
-        if pad:
-            sampler = DistributedSampler(dataset, world, rank_, shuffle=shuffle, seed=seed)
-        else:
-            dataset, sampler = Subset(dataset, range(rank_, len(dataset), world)), None
-        sharded = DataLoader(
-            dataset,
-            batch_size=loader.batch_size,
-            sampler=sampler,
-            num_workers=loader.num_workers,
-            collate_fn=loader.collate_fn,
-            pin_memory=loader.pin_memory,
-            drop_last=loader.drop_last,
+        return ShardedLoader(loader, rank, world, pad=pad)
+    if not isinstance(loader, DataLoader):
+        raise TypeError(
+            f"shard() takes a TensorLoader or a DataLoader, got {type(loader).__name__}. For another iterable, "
+            "give each process its own part yourself (e.g. with a DistributedSampler)."
         )
-        sharded.course_shard = (rank_, world)  # marks it as sharded for fit's check
-        return sharded
-    raise TypeError(
-        f"shard() takes a TensorLoader or a DataLoader, got {type(loader).__name__}. For another iterable, "
-        "give each process its own part yourself (e.g. with a DistributedSampler)."
-    )
+    dataset, shuffle = loader.dataset, isinstance(loader.sampler, RandomSampler)
+    seed = loader.generator.initial_seed() if loader.generator is not None else 0
+    sampler = DistributedSampler(dataset, world, rank, shuffle=shuffle, seed=seed) if pad else None
+    dataset = dataset if pad else Subset(dataset, range(rank, len(dataset), world))
+    # Every option the loader was built with (in_order: torch >= 2.6); those of workers only with workers.
+    kept = ["batch_size", "num_workers", "collate_fn", "pin_memory", "drop_last", "timeout", "worker_init_fn"]
+    kept += ["multiprocessing_context", "generator", "in_order"]
+    kept += ["persistent_workers", "prefetch_factor"] if loader.num_workers > 0 else []
+    options = {name: getattr(loader, name) for name in kept if hasattr(loader, name)}
+    sharded = DataLoader(dataset, sampler=sampler, **options)
+    sharded.course_shard = (rank, world)  # marks it as sharded for fit's check
+    return sharded
 
 
 def is_sharded(loader: Any) -> bool:
     """Whether a loader holds one process's part only (from shard(), or with a DistributedSampler)."""
+    sharded = isinstance(loader, ShardedLoader) or hasattr(loader, "course_shard")
+    return sharded or isinstance(getattr(loader, "sampler", None), DistributedSampler)
+
+
+def padded(loader: Any) -> int:
+    """How many samples a sharded loader repeats so that every process gets as many (0 if none)."""
     sampler = getattr(loader, "sampler", None)
-    return (
-        isinstance(loader, ShardedLoader)
-        or hasattr(loader, "course_shard")
-        or isinstance(sampler, DistributedSampler)
-    )
+    if isinstance(loader, ShardedLoader) and loader.pad:
+        return -loader.images.shape[0] % loader.world_size
+    if isinstance(sampler, DistributedSampler) and not sampler.drop_last:
+        return -len(sampler.dataset) % sampler.num_replicas
+    return 0

@@ -1,162 +1,92 @@
-"""Datasets for the course: MNIST, Fashion-MNIST, any ImageFolder and the ants/bees set, as ready loaders."""
+"""Datasets as ready loaders: MNIST, Fashion-MNIST, any ImageFolder and the ants/bees set (``cu.data``)."""
 
 from __future__ import annotations
 
-import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision import datasets, transforms
 
-from . import config
-from ._bundle import IMAGENET_MEAN, IMAGENET_STD, DataBundle, DatasetNotFoundError, _dataloader, _split
-from ._idx import ensure_idx, idx_files, load_idx
-from .folders import HYMENOPTERA_DIR, default_transforms, hymenoptera, image_folder
-from .synthetic import write_idx_dataset
-from .tensorloader import TensorLoader
+from . import _setup
+from ._files import DatasetNotFoundError, ensure_idx, load_idx
+from ._setup import data_dir, smoke_mode
+from ._tensorloader import TensorLoader
 
-__all__ = [
-    "DataBundle",
-    "DatasetNotFoundError",
-    "mnist",
-    "fashion_mnist",
-    "image_folder",
-    "hymenoptera",
-    "default_transforms",
-    "MNIST_MEAN",
-    "MNIST_STD",
-    "IMAGENET_MEAN",
-    "IMAGENET_STD",
-    "dataset_status",
-    "TensorLoader",
-]
+__all__ = ["mnist", "fashion_mnist", "image_folder", "hymenoptera", "default_transforms", "DataBundle"]
+__all__ += ["DatasetNotFoundError", "TensorLoader", "dataset_status", "data_dir", "MNIST_MEAN", "MNIST_STD"]
+__all__ += ["FASHION_MEAN", "FASHION_STD", "IMAGENET_MEAN", "IMAGENET_STD"]
 
 MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)  # computed from the 60,000 training images in notebook 02
 FASHION_MEAN, FASHION_STD = (0.2860,), (0.3530,)
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 SMOKE_TRAIN, SMOKE_TEST = 2048, 1024  # images kept in smoke mode: enough to see learning, seconds to run
+STAND_IN = "STAND-IN.txt"  # marks a folder of synthetic stand-in data (the tests' set-up writes them)
 
 
-# ---------------------------------------------------------------------------------------------------------
-# MNIST and Fashion-MNIST
-# ---------------------------------------------------------------------------------------------------------
-def _idx_dataset(
-    cls: type[datasets.MNIST],
-    mean: tuple[float, ...],
-    std: tuple[float, ...],
-    *,
-    batch_size: int,
-    val_fraction: float,
-    subset: int | None,
-    test_subset: int | None,
-    augment: bool,
-    fast: bool | None,
-    transform: Any,
-    device: torch.device | str | None,
-    seed: int,
-    num_workers: int,
-    data_dir: str | Path | None,
-    download: bool,
-) -> DataBundle:
-    root = Path(data_dir) if data_dir is not None else config.data_dir()
-    if config.SMOKE:
-        subset = min(subset or SMOKE_TRAIN, SMOKE_TRAIN)
-        test_subset = min(test_subset or SMOKE_TEST, SMOKE_TEST)
-    try:
-        ensure_idx(cls, root, download)
-        source, classes = f"{cls.__name__} from {root / cls.__name__ / 'raw'}", list(cls.classes)
-    except DatasetNotFoundError as exc:
-        if not config.SMOKE:
-            raise
-        # Smoke mode on a machine without the data: rendered digits written as idx files in torchvision's layout,
-        # so every path that reads the files (torchvision's own dataset classes too) runs unchanged.
-        root = config.cache_dir() / "synthetic-data"
-        write_idx_dataset(root / cls.__name__ / "raw", SMOKE_TRAIN, SMOKE_TEST)
-        reason = str(exc).splitlines()[0]
-        warnings.warn(
-            f"SMOKE MODE: {reason} SYNTHETIC rendered digits stand in for it (written to {root}). "
-            "Numbers from this run say nothing about the real dataset.",
-            stacklevel=3,
-        )
-        print(
-            f"!!! SMOKE MODE: {cls.__name__} is missing; SYNTHETIC rendered digits stand in for it, "
-            f"in {root / cls.__name__ / 'raw'} !!!"
-        )
-        source, classes = (
-            f"SYNTHETIC rendered digits standing in for {cls.__name__} (smoke mode)",
-            [str(i) for i in range(10)],
-        )
-    (x_train, y_train), (x_test, y_test) = load_idx(cls, root, True), load_idx(cls, root, False)
+@dataclass
+class DataBundle:
+    """Loaders for one dataset.
 
-    train_idx, val_idx = _split(len(x_train), val_fraction, subset, seed)
-    test_idx = torch.arange(len(x_test) if test_subset is None else min(test_subset, len(x_test)))
-    if augment and transform is not None:
-        raise ValueError(
-            "augment=True adds random 2-pixel shifts to the default transform; with your own transform, put the "
-            "shifts in it (transforms.RandomAffine(0, translate=(2 / 28, 2 / 28))) and leave augment=False"
-        )
-    use_fast = transform is None if fast is None else fast
-    if use_fast and transform is not None:
-        raise ValueError(
-            "fast=True keeps data as tensors and cannot apply a per-sample transform; pass fast=False"
-        )
-    if use_fast:
-        device = torch.device(device) if device is not None else _default_device()
+    Attributes:
+        train: Batches for training (shuffled).
+        val: Batches held out from the training set, or None.
+        test: Batches of the official test split.
+        classes: Class names, indexed by label.
+        mean: Per-channel mean used for normalisation (to un-normalise for plots).
+        std: Per-channel standard deviation used for normalisation.
+        source: Where the data came from, in words.
+        root: The folder that holds the files (for MNIST-like sets: the ``root`` torchvision's classes take).
+    """
 
-        def fast_loader(x: torch.Tensor, y: torch.Tensor, train: bool) -> TensorLoader:
-            return TensorLoader(
-                x,
-                y,
-                batch_size=batch_size,
-                shuffle=train,
-                mean=mean,
-                std=std,
-                max_shift=2 if (augment and train) else 0,
-                device=device,
-                seed=seed,
-            )
+    train: Any
+    val: Any | None
+    test: Any
+    classes: list[str]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    source: str
+    root: Path | None = None
 
-        return DataBundle(
-            train=fast_loader(x_train[train_idx], y_train[train_idx], True),
-            val=fast_loader(x_train[val_idx], y_train[val_idx], False) if len(val_idx) else None,
-            test=fast_loader(x_test[test_idx], y_test[test_idx], False),
-            classes=classes,
-            mean=mean,
-            std=std,
-            source=source + f" (in-memory tensors on {device})",
-            root=root,
+    def __repr__(self) -> str:
+        def size(loader: Any) -> str:
+            return "None" if loader is None else f"{len(loader.dataset)} images in {len(loader)} batches"
+
+        return (
+            f"DataBundle(source={self.source!r}, classes={len(self.classes)},\n"
+            f"  train: {size(self.train)},\n  val:   {size(self.val)},\n  test:  {size(self.test)})"
         )
 
-    # The classic path: a torchvision dataset with per-sample PIL transforms, batched by a DataLoader.
-    base = [transforms.ToTensor(), transforms.Normalize(mean, std)]
-    eval_tf = transform or transforms.Compose(base)
-    shift = [transforms.RandomAffine(0, translate=(2 / 28, 2 / 28))] if augment else []
-    train_tf = transform or transforms.Compose(shift + base)
 
-    def torch_loader(
-        train_split: bool, tf: Any, idx: torch.Tensor, shuffle: bool
-    ) -> torch.utils.data.DataLoader:
-        ds = cls(str(root), train=train_split, transform=tf, download=False)
-        return _dataloader(
-            ds, idx.tolist(), batch_size=batch_size, shuffle=shuffle, seed=seed, num_workers=num_workers
-        )
+def _split(n: int, val_fraction: float, subset: int | None, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Seeded indices for (train, val) out of ``n`` training images, after taking ``subset`` of them."""
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    order = order[: n if subset is None else max(1, subset)]
+    n_val = int(round(len(order) * val_fraction))
+    return order[n_val:], order[:n_val]
 
-    return DataBundle(
-        train=torch_loader(True, train_tf, train_idx, True),
-        val=torch_loader(True, eval_tf, val_idx, False) if len(val_idx) else None,
-        test=torch_loader(False, eval_tf, test_idx, False),
-        classes=classes,
-        mean=mean,
-        std=std,
-        source=source + " (torchvision DataLoader, per-sample transforms)",
-        root=root,
+
+def _dataloader(
+    dataset: Dataset, indices: list[int], batch_size: int, shuffle: bool, seed: int, workers: int
+) -> DataLoader:
+    """A DataLoader over ``dataset[indices]`` with its own seeded shuffling (the per-sample path)."""
+    seeded, pin = torch.Generator().manual_seed(seed), torch.cuda.is_available()
+    return DataLoader(
+        Subset(dataset, indices), batch_size, shuffle, generator=seeded, num_workers=workers, pin_memory=pin
     )
 
 
-def _default_device() -> torch.device:
-    from .utils import get_device
-
-    return get_device(verbose=False)
+def _source(name: str, folder: Path) -> str:
+    """Where a dataset came from, in words; says so loudly when the folder holds a synthetic stand-in."""
+    marker = folder / STAND_IN
+    if not marker.is_file():
+        return f"{name} from {folder}"
+    print(f"!!! STAND-IN DATA: {folder} is not {name}. {marker.read_text().strip()} !!!")
+    return f"SYNTHETIC stand-in for {name} in {folder}"
 
 
 def mnist(
@@ -173,19 +103,21 @@ def mnist(
     num_workers: int = 0,
     data_dir: str | Path | None = None,
     download: bool = True,
+    _dataset: type[datasets.MNIST] = datasets.MNIST,  # fashion_mnist passes datasets.FashionMNIST
 ) -> DataBundle:
     """MNIST handwritten digits (28x28 grey), normalised with mean 0.1307 and std 0.3081.
 
     Args:
         batch_size: Images per batch.
         val_fraction: Part of the 60,000 training images held out as ``.val`` (0 for none).
-        subset: Use only this many training images (before the validation split); None for all.
+        subset: Use only this many training images (before the validation split); None for all. Smoke mode
+            keeps at most 2,048 (and 1,024 test images).
         test_subset: Use only this many test images; None for all 10,000.
         augment: Randomly shift training images by up to 2 pixels.
         fast: Keep the data as in-memory tensors (default when no ``transform`` is given) instead of a
             torchvision dataset with per-sample transforms behind a ``DataLoader``.
-        transform: A per-sample transform for every split, as in :func:`cu.data.image_folder` (implies the
-            DataLoader path); default ToTensor + Normalize, with the shifts of ``augment`` for training.
+        transform: A per-sample transform for every split (implies the DataLoader path); default ToTensor +
+            Normalize, with the shifts of ``augment`` for training.
         device: Where the fast path keeps the data; default: the best available device.
         seed: Seed for the split, the subset, shuffling and augmentation.
         num_workers: DataLoader worker processes (DataLoader path only); 0 is safe in notebooks everywhere.
@@ -196,65 +128,65 @@ def mnist(
         A DataBundle with ``.train``, ``.val``, ``.test`` loaders and ``.classes``.
 
     Raises:
-        DatasetNotFoundError: The files are missing and could not be downloaded (outside smoke mode).
+        DatasetNotFoundError: The files are missing and could not be downloaded.
     """
-    return _idx_dataset(
-        datasets.MNIST,
-        MNIST_MEAN,
-        MNIST_STD,
-        batch_size=batch_size,
-        val_fraction=val_fraction,
-        subset=subset,
-        test_subset=test_subset,
-        augment=augment,
-        fast=fast,
-        transform=transform,
-        device=device,
-        seed=seed,
-        num_workers=num_workers,
-        data_dir=data_dir,
-        download=download,
-    )
+    cls, root = _dataset, Path(data_dir) if data_dir is not None else _setup.data_dir()
+    mean, std = (FASHION_MEAN, FASHION_STD) if cls is datasets.FashionMNIST else (MNIST_MEAN, MNIST_STD)
+    if smoke_mode():
+        subset = min(subset or SMOKE_TRAIN, SMOKE_TRAIN)
+        test_subset = min(test_subset or SMOKE_TEST, SMOKE_TEST)
+    if augment and transform is not None:
+        raise ValueError(
+            "augment=True adds random 2-pixel shifts to the default transform; with your own transform, put the "
+            "shifts in it (transforms.RandomAffine(0, translate=(2 / 28, 2 / 28))) and leave augment=False"
+        )
+    use_fast = transform is None if fast is None else fast
+    if use_fast and transform is not None:
+        raise ValueError("fast=True keeps data as tensors, without per-sample transforms; pass fast=False")
+    ensure_idx(cls, root, download)
+    source = _source(cls.__name__, root / cls.__name__)
+    (x_train, y_train), (x_test, y_test) = load_idx(cls, root, True), load_idx(cls, root, False)
+    train_idx, val_idx = _split(len(x_train), val_fraction, subset, seed)
+    test_idx = torch.arange(len(x_test))[:test_subset]
+
+    if use_fast:
+        device = device if device is not None else _setup.get_device(verbose=False)
+        source += f" (in-memory tensors on {torch.device(device)})"
+
+        def loader(train_split: bool, idx: torch.Tensor, train: bool) -> Any:
+            x, y = (x_train, y_train) if train_split else (x_test, y_test)
+            return TensorLoader(
+                x[idx], y[idx], batch_size=batch_size, shuffle=train, mean=mean, std=std,
+                max_shift=2 if augment and train else 0, device=device, seed=seed,
+            )  # fmt: skip
+
+    else:  # the classic path: a torchvision dataset with per-sample PIL transforms, batched by a DataLoader
+        source += " (torchvision DataLoader, per-sample transforms)"
+        base = [transforms.ToTensor(), transforms.Normalize(mean, std)]
+        shift = [transforms.RandomAffine(0, translate=(2 / 28, 2 / 28))] if augment else []
+
+        def loader(train_split: bool, idx: torch.Tensor, train: bool) -> Any:
+            tf = transform or transforms.Compose((shift if train else []) + base)
+            ds = cls(str(root), train=train_split, transform=tf, download=False)
+            return _dataloader(ds, idx.tolist(), batch_size, train, seed, num_workers)
+
+    train = loader(True, train_idx, True)
+    val = loader(True, val_idx, False) if len(val_idx) else None
+    return DataBundle(train, val, loader(False, test_idx, False), list(cls.classes), mean, std, source, root)
 
 
-def fashion_mnist(
-    *,
-    batch_size: int = 64,
-    val_fraction: float = 0.1,
-    subset: int | None = None,
-    test_subset: int | None = None,
-    augment: bool = False,
-    fast: bool | None = None,
-    transform: Any = None,
-    device: torch.device | str | None = None,
-    seed: int = 0,
-    num_workers: int = 0,
-    data_dir: str | Path | None = None,
-    download: bool = True,
-) -> DataBundle:
-    """Fashion-MNIST clothing images (28x28 grey, 10 classes); the same options as :func:`mnist`."""
-    return _idx_dataset(
-        datasets.FashionMNIST,
-        FASHION_MEAN,
-        FASHION_STD,
-        batch_size=batch_size,
-        val_fraction=val_fraction,
-        subset=subset,
-        test_subset=test_subset,
-        augment=augment,
-        fast=fast,
-        transform=transform,
-        device=device,
-        seed=seed,
-        num_workers=num_workers,
-        data_dir=data_dir,
-        download=download,
-    )
+def fashion_mnist(**options: Any) -> DataBundle:
+    """Fashion-MNIST clothing images (28x28 grey, 10 classes), normalised with mean 0.2860 and std 0.3530.
+
+    Args:
+        **options: The same keyword arguments as :func:`mnist` (``batch_size``, ``subset``, ``augment``, ...).
+
+    Returns:
+        A DataBundle with ``.train``, ``.val``, ``.test`` loaders and ``.classes``.
+    """
+    return mnist(**options, _dataset=datasets.FashionMNIST)
 
 
-# ---------------------------------------------------------------------------------------------------------
-# What is present
-# ---------------------------------------------------------------------------------------------------------
 def dataset_status(root: Path | None = None) -> dict[str, bool]:
     """Which of the course's datasets are present under the data folder (the layouts the loaders look for).
 
@@ -264,19 +196,19 @@ def dataset_status(root: Path | None = None) -> dict[str, bool]:
     Returns:
         A mapping from dataset name to whether its files are present.
     """
-    root = Path(root) if root is not None else config.data_dir()
+    root = Path(root) if root is not None else data_dir()
 
-    def has_idx(cls: type[datasets.MNIST]) -> bool:
+    def has_idx(cls: type[datasets.MNIST]) -> bool:  # each file extracted or still .gz
         raw = root / cls.__name__ / "raw"
-        return all(
-            (raw / gz.removesuffix(".gz")).is_file() or (raw / gz).is_file() for gz, _ in idx_files(cls)
-        )
+        return all((raw / f.removesuffix(".gz")).is_file() or (raw / f).is_file() for f, _ in cls.resources)
 
     folder = root / HYMENOPTERA_DIR
     return {
         "MNIST": has_idx(datasets.MNIST),
         "FashionMNIST": has_idx(datasets.FashionMNIST),
-        "hymenoptera": all(
-            (folder / split / cls).is_dir() for split in ("train", "val") for cls in ("ants", "bees")
-        ),
+        "hymenoptera": all((folder / s / c).is_dir() for s in ("train", "val") for c in ("ants", "bees")),
     }
+
+
+# At the end: these build DataBundles.
+from ._folders import HYMENOPTERA_DIR, default_transforms, hymenoptera, image_folder  # noqa: E402

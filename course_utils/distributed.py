@@ -1,21 +1,16 @@
-"""Training on several processes with PyTorch's own engine (torchrun, DistributedDataParallel): cu.fit's helpers.
-
-A script started by ``torchrun --nproc_per_node=N script.py`` runs N times, once per process; ``setup()`` joins
-them into one process group (gloo on CPUs, nccl on CUDA GPUs), ``shard()`` gives each process its own part of
-the data, the model is wrapped in ``DistributedDataParallel``, and the same ``cu.fit`` call trains. Without
-torchrun every helper here does nothing, so the same script also runs as a single process.
-"""
+"""Training in several processes under torchrun (DistributedDataParallel); without torchrun, no-ops."""
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
 import signal
 import sys
 import threading
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import timedelta
-from types import TracebackType
 from typing import Any
 
 import torch
@@ -24,42 +19,26 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
 from ._diagnose import non_finite_loss
-from ._launch import LaunchResult, launch
-from ._shard import ShardedLoader, is_sharded, shard
-from .tensorloader import TensorLoader
+from ._shard import is_sharded, padded, shard
+from ._tensorloader import TensorLoader
 
-__all__ = [
-    "setup",
-    "cleanup",
-    "is_distributed",
-    "rank",
-    "world_size",
-    "is_main_process",
-    "unwrap",
-    "shard",
-    "ShardedLoader",
-    "reduce_metrics",
-    "launch",
-    "LaunchResult",
-]
+__all__ = ["setup", "cleanup", "rank", "world_size", "is_main_process", "unwrap", "shard"]
 
 
-# ---------------------------------------------------------------------------------------------------------
-# Who am I: the process group torchrun started
-# ---------------------------------------------------------------------------------------------------------
-def is_distributed() -> bool:
-    """True inside a process group (``torch.distributed`` initialised), e.g. under torchrun after ``setup()``."""
+# --- Who am I: the process group torchrun started ---------------------------------------------------------
+def _grouped() -> bool:
+    """True inside a process group (``torch.distributed`` initialised): under torchrun after ``setup()``."""
     return dist.is_available() and dist.is_initialized()
 
 
 def rank() -> int:
     """This process's number, 0 to ``world_size() - 1``; 0 without a process group."""
-    return dist.get_rank() if is_distributed() else 0
+    return dist.get_rank() if _grouped() else 0
 
 
 def world_size() -> int:
     """How many processes train together; 1 without a process group."""
-    return dist.get_world_size() if is_distributed() else 1
+    return dist.get_world_size() if _grouped() else 1
 
 
 def is_main_process() -> bool:
@@ -70,14 +49,12 @@ def is_main_process() -> bool:
 def setup(backend: str | None = None, *, timeout_s: float = 300.0) -> torch.device:
     """Join the process group that torchrun started and return this process's device.
 
-    Under torchrun (which sets ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT``),
-    process ``LOCAL_RANK`` of a machine with CUDA GPUs uses GPU ``LOCAL_RANK`` and the nccl backend; without
-    GPUs, the CPU and gloo. Run without torchrun, it joins nothing and returns the CPU (or the first GPU).
+    Under torchrun, process ``LOCAL_RANK`` of a machine with CUDA GPUs uses GPU ``LOCAL_RANK`` and nccl;
+    without GPUs, the CPU and gloo. Without torchrun it joins nothing and returns the CPU (or the first GPU).
 
     Args:
         backend: ``"gloo"`` or ``"nccl"``; default: nccl with CUDA GPUs, else gloo.
-        timeout_s: How long a collective operation waits for the other processes before failing with an error,
-            instead of hanging for PyTorch's default of 10-30 minutes.
+        timeout_s: Seconds a collective operation waits for the others before failing (PyTorch's: 10-30 min).
 
     Returns:
         The device this process trains on.
@@ -90,6 +67,7 @@ def setup(backend: str | None = None, *, timeout_s: float = 300.0) -> torch.devi
         return torch.device("cuda" if cuda else "cpu")
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     backend = backend or ("nccl" if cuda else "gloo")
+    device = torch.device("cpu")
     if backend == "nccl":
         if torch.cuda.device_count() <= local_rank:
             raise RuntimeError(
@@ -98,30 +76,20 @@ def setup(backend: str | None = None, *, timeout_s: float = 300.0) -> torch.devi
             )
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
-    else:
-        device = torch.device("cpu")
-    _die_with_parent()
-    if not is_distributed():
+    # Linux: if torchrun itself is killed (SIGKILL gives it no chance to stop its workers), the kernel sends
+    # each worker SIGTERM, so no worker is left behind waiting for the others. Elsewhere the launcher does it.
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):  # (another C library)
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGTERM))  # 1: PR_SET_PDEATHSIG
+    if not _grouped():
         dist.init_process_group(backend, timeout=timedelta(seconds=timeout_s))
     return device
 
 
 def cleanup() -> None:
     """Leave the process group (at the end of a script); nothing happens without one."""
-    if is_distributed():
+    if _grouped():
         dist.destroy_process_group()
-
-
-def _die_with_parent() -> None:
-    # Linux: if torchrun itself is killed (SIGKILL gives it no chance to stop its workers), the kernel sends
-    # each worker SIGTERM, so no worker is left behind waiting for the others.
-    if sys.platform.startswith("linux"):
-        try:
-            import ctypes
-
-            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGTERM))  # 1: PR_SET_PDEATHSIG
-        except (OSError, AttributeError):  # another C library: the launcher still stops the workers
-            pass
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -135,22 +103,16 @@ def unwrap(model: nn.Module) -> nn.Module:
         (both unwrapped, in any order), else ``model`` itself.
     """
     wrappers = (nn.parallel.DistributedDataParallel, nn.DataParallel)
-    while True:
-        if isinstance(model, wrappers):
-            model = model.module
-        elif isinstance(getattr(model, "_orig_mod", None), nn.Module):  # torch.compile's OptimizedModule
-            model = model._orig_mod
-        else:
-            return model
+    while isinstance(model, wrappers) or isinstance(getattr(model, "_orig_mod", None), nn.Module):
+        model = model.module if isinstance(model, wrappers) else model._orig_mod  # (torch.compile's wrapper)
+    return model
 
 
-# ---------------------------------------------------------------------------------------------------------
-# What cu.fit calls: readiness, per-epoch sampler, per-step agreement, per-epoch metrics
-# ---------------------------------------------------------------------------------------------------------
-def check_ready(model: nn.Module, train_loader: Iterable) -> None:
-    """Under torchrun: fail on a model that is not wrapped, warn (once, process 0) on an unsharded loader."""
-    names = {cls.__name__ for cls in type(model).__mro__}
-    if not names & {"DistributedDataParallel", "FullyShardedDataParallel", "FSDPModule"}:
+# --- What cu.fit calls: readiness, per-epoch sampler, per-step agreement, per-epoch metrics ---------------
+def check_ready(model: nn.Module, train_loader: Iterable, val_loader: Iterable | None) -> None:
+    """Fail on a model not wrapped, or a validation shard that repeats samples; warn on an unsharded one."""
+    wrappers = {"DistributedDataParallel", "FullyShardedDataParallel", "FSDPModule"}
+    if not wrappers & {cls.__name__ for cls in type(model).__mro__}:
         raise ValueError(
             f"cu.fit runs in {world_size()} processes here, but the model is a plain {type(model).__name__}: "
             "each process would train its own copy and they would drift apart. Wrap it after moving it to "
@@ -162,6 +124,18 @@ def check_ready(model: nn.Module, train_loader: Iterable) -> None:
             f"{world_size()}x the work: give each its own part with train_loader = cu.distributed.shard(...)",
             stacklevel=3,
         )
+    if val_loader is not None and padded(val_loader):
+        raise ValueError(
+            f"the validation loader repeats {padded(val_loader)} sample(s) (so all processes get as many): "
+            "they would count twice. Shard it with cu.distributed.shard(val_loader, pad=False)."
+        )
+
+
+def sync_buffers(model: nn.Module) -> None:
+    """Give all processes process 0's buffers (BatchNorm statistics, which each one's last step updated)."""
+    for buffer in unwrap(model).buffers():
+        if buffer.is_floating_point():
+            dist.broadcast(buffer.data, src=0)
 
 
 def start_epoch(loader: Any, epoch: int) -> None:
@@ -171,120 +145,67 @@ def start_epoch(loader: Any, epoch: int) -> None:
         sampler.set_epoch(epoch)
 
 
-def _comm_device() -> torch.device:
-    # nccl exchanges tensors between GPUs only; gloo between CPU tensors.
-    return (
-        torch.device("cuda", torch.cuda.current_device())
-        if dist.get_backend() == "nccl"
-        else torch.device("cpu")
-    )
+_stop_requested = threading.Event()  # set by a Ctrl-C inside stop_together()
 
 
-class _StopTogether:
-    """While fit trains under torchrun, Ctrl-C (SIGINT) and SIGTERM set a flag instead of interrupting at once.
+@contextlib.contextmanager
+def stop_together() -> Iterator[None]:
+    """While fit trains under torchrun, a first Ctrl-C (SIGINT) only sets a flag that all processes read at
+    their next all-reduce, so all stop at the same step (one stopped alone would leave the others waiting).
+    SIGTERM keeps its default: torchrun sends it when a process fails; one stuck in a collective must end."""
 
-    Every process reads every flag at its next step (:func:`agree_on_step`) or at the end of the epoch
-    (:func:`combine_epoch`), so all processes stop at the same point; a process interrupted alone would leave
-    the others waiting for it forever. A second signal interrupts at once.
-    """
-
-    requested = False
-
-    def __enter__(self) -> _StopTogether:
-        self._previous: dict[int, Any] = {}
-        if world_size() > 1 and threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if _StopTogether.requested:
+    def request_stop(signum: int, frame: Any) -> None:
+        if _stop_requested.is_set():  # a second Ctrl-C interrupts at once
             raise KeyboardInterrupt
-        _StopTogether.requested = True
+        _stop_requested.set()
 
-    def __exit__(self, kind: type | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-        _StopTogether.requested = False
-
-
-stop_together = _StopTogether
-
-
-def agree_on_step(loss: torch.Tensor, epoch: int, step: int) -> None:
-    """All processes learn whether any loss was non-finite or any process was asked to stop (one all-reduce).
-
-    Called before the backward pass, so a stopped step changes no weights (and DDP, whose gradient exchange
-    starts in the backward pass, is left ready for more training).
-
-    Args:
-        loss: This process's loss of the step.
-        epoch: The epoch, for the error message.
-        step: The step, for the error message.
-
-    Raises:
-        KeyboardInterrupt: In every process, when any was asked to stop (Ctrl-C, SIGTERM).
-        NonFiniteLossError: In every process, when the loss of any was not finite; it names which.
-    """
-    flags = torch.zeros(world_size() + 1, device=_comm_device())
-    flags[rank()] = (~torch.isfinite(loss.detach())).float().to(flags.device)
-    flags[-1] = float(_StopTogether.requested)
-    dist.all_reduce(flags)
-    flags = flags.tolist()
-    if flags[-1]:
-        raise KeyboardInterrupt
-    bad = [r for r, flag in enumerate(flags[:-1]) if flag]
-    if bad:
-        error = non_finite_loss(epoch, step)
-        error.add_note(
-            f"The loss was not finite in process(es) {bad}; all {len(flags) - 1} processes stopped here."
-        )
-        raise error
+    main = threading.current_thread() is threading.main_thread()  # (signal handlers live there only)
+    previous = signal.signal(signal.SIGINT, request_stop) if world_size() > 1 and main else None
+    try:
+        yield
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+        _stop_requested.clear()
 
 
-def _sum_everywhere(values: list[float]) -> list[float]:
-    summed = torch.tensor(values, dtype=torch.float64, device=_comm_device())
+def _sum_or_stop(values: list[float]) -> list[float]:
+    """``values`` summed over all processes, in one all-reduce that also raises KeyboardInterrupt everywhere
+    if any process was asked to stop. (nccl exchanges tensors between GPUs only; gloo between CPU tensors.)"""
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
+    summed = torch.tensor([*values, float(_stop_requested.is_set())], dtype=torch.float64, device=device)
     dist.all_reduce(summed)
-    return summed.tolist()
+    *summed, stop = summed.tolist()
+    if stop:
+        raise KeyboardInterrupt
+    return summed
 
 
-def _weighted(metrics: dict[str, float]) -> list[float]:
-    return [metrics["loss"] * metrics["n"], metrics["acc"] * metrics["n"], float(metrics["n"])]
-
-
-def _unweighted(sums: list[float]) -> dict[str, float]:
-    loss, correct, n = sums
-    return {"loss": loss / n, "acc": round(correct) / n, "n": int(n)}
-
-
-def reduce_metrics(metrics: dict[str, float]) -> dict[str, float]:
-    """Combine every process's ``{"loss", "acc", "n"}`` (from ``cu.evaluate`` on its shard), weighted by count.
-
-    Call it in every process; each gets the same result.
-
-    Args:
-        metrics: This process's metrics.
-
-    Returns:
-        The metrics of all processes' samples together; ``metrics`` itself without a process group.
-    """
-    return _unweighted(_sum_everywhere(_weighted(metrics))) if world_size() > 1 else metrics
+def agree(bad: bool, epoch: int, steps: tuple[int, int]) -> None:
+    """One all-reduce, at the same step everywhere: did any process see a non-finite loss (``bad``) or Ctrl-C?
+    Then every process raises KeyboardInterrupt, or NonFiniteLossError naming the processes."""
+    if world_size() == 1:
+        return
+    flags = [float(bad and r == rank()) for r in range(world_size())]  # this process's place says ``bad``
+    processes = [r for r, flag in enumerate(_sum_or_stop(flags)) if flag]
+    if processes:
+        error = non_finite_loss(epoch, steps)
+        error.add_note(f"The loss was not finite in process(es) {processes}; all {len(flags)} stopped here.")
+        raise error
 
 
 def combine_epoch(
     train: dict[str, float], val: dict[str, float] | None, seconds: float
 ) -> tuple[dict[str, float], dict[str, float] | None, float]:
-    """One all-reduce at the end of an epoch: metrics of all processes, process 0's time, and the stop flag.
+    """One all-reduce at the end of an epoch: metrics of all processes by sample count, process 0's time and
+    the stop flag. Returns ``(train, val, seconds)``, alike in every process, or raises KeyboardInterrupt."""
 
-    Returns:
-        ``(train, val, seconds)``, the same in every process.
+    def sums(metrics: dict[str, float]) -> list[float]:
+        return [metrics["loss"] * metrics["n"], metrics["acc"] * metrics["n"], float(metrics["n"])]
 
-    Raises:
-        KeyboardInterrupt: In every process, when any was asked to stop.
-    """
-    values = _weighted(train) + (_weighted(val) if val is not None else [])
-    values += [seconds if rank() == 0 else 0.0, float(_StopTogether.requested)]
-    summed = _sum_everywhere(values)
-    if summed[-1]:
-        raise KeyboardInterrupt
-    return _unweighted(summed[:3]), _unweighted(summed[3:6]) if val is not None else None, summed[-2]
+    def means(loss: float, correct: float, n: float) -> dict[str, float]:
+        return {"loss": loss / n, "acc": round(correct) / n, "n": int(n)}
+
+    values = sums(train) + (sums(val) if val is not None else []) + [seconds if rank() == 0 else 0.0]
+    *summed, seconds = _sum_or_stop(values)
+    return means(*summed[:3]), means(*summed[3:]) if val is not None else None, seconds

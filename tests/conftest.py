@@ -1,4 +1,4 @@
-"""Shared fixtures: a fast synthetic dataset, smoke mode off by default, and the real-data location."""
+"""Shared fixtures: a fast synthetic dataset, normal mode for unit tests, and the real-data location."""
 
 from __future__ import annotations
 
@@ -13,24 +13,17 @@ import torch
 
 matplotlib.use("Agg")  # tests draw figures without a screen
 
-from course_utils import config  # noqa: E402
-from course_utils.synthetic import rendered_digits  # noqa: E402
-from course_utils.tensorloader import TensorLoader  # noqa: E402
+from support import REAL_DATA  # noqa: E402
 
-REAL_DATA = config.data_dir()
-
-
-def has_real(name: str) -> bool:
-    """Whether COURSE_DATA_DIR holds the real dataset ``name`` (torchvision's layout)."""
-    from course_utils.data import dataset_status
-
-    return dataset_status(REAL_DATA).get(name, False)
+from course_machinery.standins import rendered_digits  # noqa: E402
+from course_utils.data import TensorLoader  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
 def _no_smoke(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Unit tests run in normal mode; the test command sets COURSE_SMOKE=1 for the notebooks only."""
-    monkeypatch.setattr(config, "SMOKE", False)
+    """Unit tests run in normal mode on the real data folder; the test command's smoke mode is for notebooks."""
+    monkeypatch.delenv("COURSE_SMOKE", raising=False)
+    monkeypatch.setenv("COURSE_DATA_DIR", str(REAL_DATA))
 
 
 @pytest.fixture

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from course_utils import checkpoint
-from course_utils.models import ImprovedCNN, SimpleCNN
+from course_utils import _checkpoint as checkpoint
+from course_utils._models import ImprovedCNN, SimpleCNN
 
 
 def test_round_trip_with_optimizer(tmp_path):

@@ -6,9 +6,9 @@ import time
 
 import pytest
 import torch
-from conftest import REAL_DATA, has_real
+from support import REAL_DATA, has_real
 
-from course_utils import config, data
+from course_utils import data
 
 
 def test_missing_mnist_without_network_fails_fast_and_names_folder(tmp_data, no_network):
@@ -28,28 +28,48 @@ def test_download_false_says_so(tmp_data):
 
 
 @pytest.mark.parametrize("fast", [True, False])
-def test_smoke_mode_falls_back_to_synthetic_digits_loudly(
-    tmp_data, tmp_path, no_network, monkeypatch, capsys, fast
-):
-    monkeypatch.setattr(config, "SMOKE", True)
-    monkeypatch.setenv("COURSE_CACHE_DIR", str(tmp_path / "cache"))
-    with pytest.warns(UserWarning, match="SYNTHETIC"):
-        bundle = data.mnist(data_dir=tmp_data, device="cpu", fast=fast)
-    assert "SMOKE MODE" in capsys.readouterr().out
-    assert bundle.source.startswith("SYNTHETIC")
-    assert bundle.root == tmp_path / "cache" / "synthetic-data"
-    assert list(tmp_data.rglob("*-ubyte")) == []  # nothing written into the learner's (empty) data folder
-    assert len(bundle.train.dataset) + len(bundle.val.dataset) == data.SMOKE_TRAIN
+def test_a_stand_in_folder_is_announced_loudly_and_read_like_the_real_one(tmp_path, no_network, capsys, fast):
+    """Smoke runs on a machine without MNIST: the test set-up writes a stand-in; the loader only says so."""
+    from course_machinery.standins import write_standins
+
+    made = write_standins(tmp_path / "nothing-here", tmp_path / "data")
+    assert made == ["MNIST", "FashionMNIST", "hymenoptera"]
+    bundle = data.mnist(data_dir=tmp_path / "data", device="cpu", fast=fast)
+    assert "!!! STAND-IN DATA" in capsys.readouterr().out
+    assert bundle.source.startswith("SYNTHETIC stand-in for MNIST")
     images, labels = next(iter(bundle.train))
     assert images.shape == (64, 1, 28, 28) and labels.max() <= 9
     # torchvision's own class reads the stand-in files, as notebook 02 does with bundle.root
     classic = data.datasets.MNIST(root=bundle.root, train=False, download=False)
-    assert len(classic) == data.SMOKE_TEST and classic[0][0].size == (28, 28)
+    assert len(classic) == 1024 and classic[0][0].size == (28, 28)
+    photos = data.hymenoptera(data_dir=tmp_path / "data", batch_size=8)
+    assert "!!! STAND-IN DATA" in capsys.readouterr().out and photos.classes == ["ants", "bees"]
+    assert next(iter(photos.train))[0].shape == (8, 3, 224, 224)
+
+
+def test_stand_ins_link_the_real_datasets_present(tmp_path):
+    from course_machinery.standins import write_standins
+
+    real = tmp_path / "real"
+    write_standins(tmp_path / "none", real)  # a folder that "has" all three
+    (real / "MNIST" / "STAND-IN.txt").unlink()
+    assert write_standins(real, tmp_path / "mixed") == []
+    assert (tmp_path / "mixed" / "MNIST").is_symlink()
+
+
+def test_smoke_mode_keeps_small_subsets(tmp_path, monkeypatch):
+    from course_machinery.standins import write_idx_dataset
+
+    write_idx_dataset(tmp_path / "MNIST" / "raw", 3000, 1500)
+    monkeypatch.setenv("COURSE_SMOKE", "1")  # read at each call: no re-import needed
+    bundle = data.mnist(data_dir=tmp_path, device="cpu")
+    assert len(bundle.train.dataset) + len(bundle.val.dataset) == data.SMOKE_TRAIN
+    assert len(bundle.test.dataset) == data.SMOKE_TEST
 
 
 def test_augment_with_a_custom_transform_is_refused_not_ignored(tmp_path):
     """augment's shifts belong to the default transform; silently dropping them would surprise a learner."""
-    from course_utils.synthetic import write_idx_dataset
+    from course_machinery.standins import write_idx_dataset
 
     write_idx_dataset(tmp_path / "MNIST" / "raw", 100, 50)
     with pytest.raises(ValueError, match="put the shifts in it"):
@@ -57,7 +77,7 @@ def test_augment_with_a_custom_transform_is_refused_not_ignored(tmp_path):
 
 
 def test_synthetic_idx_files_are_reused(tmp_path):
-    from course_utils.synthetic import write_idx_dataset
+    from course_machinery.standins import write_idx_dataset
 
     raw = write_idx_dataset(tmp_path / "MNIST" / "raw", 100, 50)
     first = {f.name: f.stat().st_mtime_ns for f in raw.iterdir()}
@@ -67,8 +87,10 @@ def test_synthetic_idx_files_are_reused(tmp_path):
     assert len(data.datasets.MNIST(root=tmp_path, train=True)) == 100
 
 
-def test_outside_smoke_mode_there_is_no_synthetic_fallback(tmp_data, no_network):
-    with pytest.raises(data.DatasetNotFoundError):
+@pytest.mark.parametrize("smoke", ["0", "1"])
+def test_a_missing_dataset_fails_clearly_in_any_mode(tmp_data, no_network, monkeypatch, smoke):
+    monkeypatch.setenv("COURSE_SMOKE", smoke)
+    with pytest.raises(data.DatasetNotFoundError, match="MNIST was not found"):
         data.mnist(data_dir=tmp_data)
 
 

@@ -1,8 +1,11 @@
-"""Tests for course_utils.distributed: sharding, fit's checks, and cu.fit under torchrun in 2 CPU processes."""
+"""Tests for cu.distributed (sharding, fit's checks), lesson 08's exercise checks, and cu.fit under torchrun in 2 CPU
+processes (course_machinery.ddp_worker, started by course_machinery.launch)."""
 
 from __future__ import annotations
 
 import json
+import math
+import re
 import sys
 import time
 from pathlib import Path
@@ -14,8 +17,10 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 import course_utils as cu
-from course_utils import ddp_demo, distributed
-from course_utils.tensorloader import TensorLoader
+from course_machinery import checks, ddp_worker
+from course_machinery.launch import LaunchResult, launch
+from course_utils import distributed
+from course_utils._loop import CHECK_EVERY
 
 TORCHRUN = pytest.mark.skipif(
     not (dist.is_available() and dist.is_gloo_available()),
@@ -27,9 +32,9 @@ TORCHRUN = pytest.mark.skipif(
 LAUNCH_TIMEOUT = 180
 
 
-def _identity_loader(n: int, batch_size: int, **kwargs: object) -> TensorLoader:
+def _identity_loader(n: int, batch_size: int, **kwargs: object) -> cu.data.TensorLoader:
     """A loader whose labels are the sample indices, so a batch says which samples it holds."""
-    return TensorLoader(
+    return cu.data.TensorLoader(
         torch.zeros(n, 1, 2, 2, dtype=torch.uint8), torch.arange(n), batch_size=batch_size, **kwargs
     )
 
@@ -105,8 +110,8 @@ def test_shard_rejects_what_it_cannot_split():
         distributed.shard([1, 2, 3], rank=0, world_size=2)
 
 
-def test_fit_in_several_processes_refuses_a_model_without_ddp(monkeypatch, digits):
-    train, _ = digits
+def test_fit_in_several_processes_refuses_a_plain_model_and_a_padded_validation_shard(monkeypatch, digits):
+    train, val = digits
     monkeypatch.setattr(distributed, "world_size", lambda: 2)  # as if under torchrun with 2 processes
     model = cu.SimpleCNN()
     with pytest.raises(ValueError, match="DistributedDataParallel"):
@@ -119,12 +124,13 @@ def test_fit_in_several_processes_refuses_a_model_without_ddp(monkeypatch, digit
         )
     wrapped = type("DistributedDataParallel", (nn.Module,), {})()  # stands in for a wrapped model
     with pytest.warns(UserWarning, match="shard"):
-        distributed.check_ready(wrapped, train)
+        distributed.check_ready(wrapped, train, None)
+    padded_val = distributed.shard(val, rank=0, world_size=3)  # 256 images: 2 repeated to give 3 x 86
+    with pytest.raises(ValueError, match="pad=False"):
+        distributed.check_ready(wrapped, distributed.shard(train, rank=0, world_size=3), padded_val)
 
 
-def test_metrics_of_one_process_are_left_as_they_are():
-    metrics = {"loss": 0.5, "acc": 0.75, "n": 8}
-    assert distributed.reduce_metrics(metrics) == metrics
+def test_without_torchrun_this_is_the_one_and_main_process():
     assert distributed.world_size() == 1 and distributed.rank() == 0 and distributed.is_main_process()
 
 
@@ -147,7 +153,7 @@ SCALING = {"batch_per_process": 64, "processes": 4, "base_batch": 256, "base_lr"
     ],
 )
 def test_check_scaling(capsys, batch, lr, passes, says):
-    verdict = cu.checks.check_scaling(batch, lr, **SCALING)
+    verdict = checks.check_scaling(batch, lr, **SCALING)
     out = capsys.readouterr().out
     assert bool(verdict) is passes and says in out and out.count("\n") == 1
     assert passes or lr == 0.2 or "0.2" not in out  # the expected learning rate is never shown
@@ -157,12 +163,12 @@ def test_check_same_weights(capsys):
     torch.manual_seed(0)
     model = cu.SimpleCNN()
     reference = {k: v.clone() for k, v in model.state_dict().items()}
-    assert cu.checks.check_same_weights(model, reference, atol=1e-6, hint="h")
+    assert checks.check_same_weights(model, reference, atol=1e-6, hint="h")
     with torch.no_grad():
         model.fc.bias += 0.01
-    assert not cu.checks.check_same_weights(model, reference, atol=1e-6, hint="Try again.")
-    assert not cu.checks.check_same_weights(None, reference, atol=1e-6, hint="h")
-    assert not cu.checks.check_same_weights(nn.Linear(2, 2), reference, atol=1e-6, hint="h")
+    assert not checks.check_same_weights(model, reference, atol=1e-6, hint="Try again.")
+    assert not checks.check_same_weights(None, reference, atol=1e-6, hint="h")
+    assert not checks.check_same_weights(nn.Linear(2, 2), reference, atol=1e-6, hint="h")
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 4 and lines[0].startswith("✅") and "Try again." in lines[1]
     assert all(line.startswith("❌") for line in lines[1:])
@@ -171,10 +177,25 @@ def test_check_same_weights(capsys):
 # ---------------------------------------------------------------------------------------------------------
 # torchrun --standalone --nproc_per_node=2, gloo on the loopback interface
 # ---------------------------------------------------------------------------------------------------------
-def _demo(out: Path, *args: str) -> distributed.LaunchResult:
-    return distributed.launch(
-        "course_utils.ddp_demo",
-        "fit",
+def _running(marker: Path) -> list[int]:
+    """Processes (not yet reaped zombies excluded) whose command line names ``marker`` (a script, a folder)."""
+    if not sys.platform.startswith("linux"):
+        return []  # reads /proc
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            running = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+            if entry.name.isdigit() and running and str(marker) in (entry / "cmdline").read_text():
+                found.append(int(entry.name))
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+    return found
+
+
+def _worker(out: Path, *args: str) -> LaunchResult:
+    """course_machinery.ddp_worker in 2 processes; each writes what it printed to ``out/output_rank{r}.txt``."""
+    result = launch(
+        "course_machinery.ddp_worker",
         "--out",
         out,
         *args,
@@ -184,12 +205,21 @@ def _demo(out: Path, *args: str) -> distributed.LaunchResult:
         timeout=LAUNCH_TIMEOUT,
         echo=False,
     )
+    assert not _running(out), "a process of the launch outlived it"
+    return result
+
+
+def _output(out: Path, rank: int, result: LaunchResult) -> list[str]:
+    """The lines process ``rank`` printed, apart from the other process's (which share one stdout)."""
+    log = out / f"output_rank{rank}.txt"
+    assert log.exists(), f"process {rank} wrote no output file. The launch printed:\n{result.tail(40)}"
+    return log.read_text(encoding="utf-8").splitlines()
 
 
 @TORCHRUN
 def test_two_processes_train_like_one_process_with_twice_the_batch(tmp_path):
-    result = _demo(tmp_path, "--batch-size", "32", "--epochs", "2", "--verbose")
-    reference, ref_history = ddp_demo.train(batch_size=64, epochs=2)  # one process, batches of 2 x 32
+    result = _worker(tmp_path, "--batch-size", "32", "--epochs", "2", "--verbose")
+    reference, ref_history = ddp_worker.train(batch_size=64, epochs=2)  # one process, batches of 2 x 32
 
     trained = cu.SimpleCNN()
     cu.load_checkpoint(trained, tmp_path / "model.pt")
@@ -205,37 +235,79 @@ def test_two_processes_train_like_one_process_with_twice_the_batch(tmp_path):
     assert histories[0]["train_loss"] == pytest.approx(ref_history.train_loss, rel=1e-4)
     assert histories[0]["val_acc"] == pytest.approx(ref_history.val_acc, abs=1 / 128)  # one image at most
 
-    out = result.output
-    assert out.count("Training SimpleCNN") == 1 and out.count("epoch 2/2: train_loss") == 1, out  # process 0
-    assert "in 2 processes" in out
-    assert "[process 0] finished" in out and "[process 1] finished" in out
+    first, second = ("\n".join(_output(tmp_path, r, result)) for r in range(2))
+    assert first.count("Training SimpleCNN") == 1 and first.count("epoch 2/2: train_loss") == 1, first
+    assert "in 2 processes" in first
+    assert "Training" not in second and "train_loss" not in second, "process 1 must not print fit's lines"
+    assert "[process 0] finished" in first and "[process 1] finished" in second
+
+
+@TORCHRUN
+def test_every_process_validates_and_keeps_the_same_model_batchnorm_statistics_included(tmp_path):
+    """Each process updates its own BatchNorm statistics with its own batches; before validation every process
+    takes process 0's, so all score one model (the same val_acc) and keep_best keeps one model."""
+    _worker(tmp_path, "--model", "improved", "--epochs", "1")
+    histories = [json.loads((tmp_path / f"history_rank{r}.json").read_text()) for r in range(2)]
+    assert histories[0]["buffer_sums"] == histories[1]["buffer_sums"], (
+        "the processes hold different statistics"
+    )
+    assert histories[0]["val_acc"] == histories[1]["val_acc"]
+
+
+def test_fit_takes_over_ctrl_c_only_and_leaves_sigterm_to_end_the_process(monkeypatch):
+    """torchrun sends SIGTERM to the survivors when a process fails: one stuck in a collective must end at once."""
+    import signal
+
+    monkeypatch.setattr(distributed, "world_size", lambda: 2)  # as if under torchrun
+    sigterm, sigint = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    with distributed.stop_together():
+        assert signal.getsignal(signal.SIGTERM) is sigterm
+        assert signal.getsignal(signal.SIGINT) is not sigint  # deferred, so all processes stop together
+    assert signal.getsignal(signal.SIGINT) is sigint
+
+
+def test_sharding_a_dataloader_keeps_its_options():
+    def init(worker_id: int) -> None:
+        torch.manual_seed(worker_id)
+
+    loader = DataLoader(
+        TensorDataset(torch.arange(10.0)), batch_size=2, num_workers=1, worker_init_fn=init,
+        persistent_workers=True, prefetch_factor=3, timeout=30,
+    )  # fmt: skip
+    sharded = distributed.shard(loader, rank=1, world_size=2)
+    assert sharded.worker_init_fn is init and sharded.persistent_workers and sharded.prefetch_factor == 3
+    assert sharded.timeout == 30 and sharded.num_workers == 1 and len(sharded.sampler) == 5
+
+
+# The worker's defaults: 640 images, a fifth held out, batches of 32 in each of 2 processes.
+STEPS_PER_EPOCH = (640 - 640 // 5) // (2 * 32)
+
+
+def _check_at(step: int) -> int:
+    """The step whose end reads the loss (an all-reduce under torchrun) first at or after ``step``: fit reads it
+    every CHECK_EVERY steps and at the end of the epoch, so every process stops there."""
+    return min(math.ceil(step / CHECK_EVERY) * CHECK_EVERY, STEPS_PER_EPOCH)
 
 
 @TORCHRUN
 def test_nan_or_ctrl_c_in_one_process_stops_both_at_the_same_step(tmp_path):
     # Process 1 alone gets Ctrl-C (SIGINT) at step 3, then, in a second run, a NaN loss at step 2.
     start = time.monotonic()
-    result = _demo(tmp_path, "--fault", "interrupt", "1", "3", "--fault", "nan", "1", "2")
+    result = _worker(tmp_path, "--fault", "interrupt", "1", "3", "--fault", "nan", "1", "2")
     assert result.returncode == 0 and time.monotonic() - start < LAUNCH_TIMEOUT
+    stop = _check_at(2)
+    first = stop - (stop - 1) % CHECK_EVERY  # the first step since the previous read
+    where = f"step {stop}" if first == stop else f"steps {first}-{stop}"
     for r in range(2):
-        assert f"[process {r}] finished: interrupted=True epochs=0 training steps run=3" in result.output
-        stopped = next(
-            line for line in result.output.splitlines() if line.startswith(f"[process {r}] stopped:")
-        )
-        assert "at epoch 1, step 2" in stopped and "not finite in process(es) [1]" in stopped
-
-
-def _running(script: Path) -> list[int]:
-    """Processes (not yet reaped zombies excluded) whose command line names ``script``."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            running = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-            if entry.name.isdigit() and running and str(script) in (entry / "cmdline").read_text():
-                found.append(int(entry.name))
-        except OSError:  # gone meanwhile, or not ours to read
-            continue
-    return found
+        lines = _output(tmp_path, r, result)
+        finished = [line for line in lines if line.startswith(f"[process {r}] finished:")]
+        stopped = [line for line in lines if line.startswith(f"[process {r}] stopped:")]
+        expected = f"[process {r}] finished: interrupted=True epochs=0 training steps run={_check_at(3)}"
+        assert finished == [expected], lines
+        assert len(stopped) == 1 and f"in epoch 1, {where}." in stopped[0], lines
+        named = re.search(r"not finite in process\(es\) \[([\d, ]*)\]; all 2 stopped here", stopped[0])
+        # Process 1's NaN reaches process 0 too when DDP averages the gradients, so both may be named.
+        assert named and 1 in {int(n) for n in named[1].split(",")}, stopped[0]
 
 
 @TORCHRUN
@@ -249,7 +321,8 @@ def test_a_hanging_launch_is_stopped_with_every_process_it_started(tmp_path):
     )
     start = time.monotonic()
     with pytest.raises(TimeoutError, match="did not finish within 15 s"):
-        distributed.launch(script, nproc=2, timeout=15, echo=False)
+        launch(script, nproc=2, timeout=15, echo=False)
     assert time.monotonic() - start < 45  # 15 s, then a few seconds to stop everything
+    # Each process says it started in a file of its own, not on the stdout they share.
     assert (tmp_path / "started0").exists() and (tmp_path / "started1").exists(), "the workers never started"
     assert not _running(script), "a process of the launch outlived its timeout"

@@ -6,10 +6,12 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import has_real
 from PIL import Image
+from support import has_real
 
-from course_utils import _download, config, data, folders
+from course_utils import _files as _download
+from course_utils import _folders as folders
+from course_utils import data
 
 
 def _make_folder(root: Path, n: int = 3) -> None:
@@ -84,12 +86,11 @@ def test_hymenoptera_download_failure_is_clear(tmp_data, no_network):
     assert list(tmp_data.iterdir()) == []
 
 
-def test_hymenoptera_smoke_fallback(tmp_data, no_network, monkeypatch):
-    monkeypatch.setattr(config, "SMOKE", True)
-    with pytest.warns(UserWarning, match="SYNTHETIC"):
-        bundle = data.hymenoptera(data_dir=tmp_data, batch_size=8)
-    assert bundle.classes == ["ants", "bees"]
-    assert next(iter(bundle.train))[0].shape == (8, 3, 224, 224)
+def test_hymenoptera_has_no_fallback_of_its_own_in_smoke_mode(tmp_data, no_network, monkeypatch):
+    """Stand-ins are the test set-up's business (conftest.py); the loader fails clearly in any mode."""
+    monkeypatch.setenv("COURSE_SMOKE", "1")
+    with pytest.raises(data.DatasetNotFoundError, match="hymenoptera_data.zip"):
+        data.hymenoptera(data_dir=tmp_data)
 
 
 def test_hymenoptera_zip_is_verified_and_extracted(tmp_data, tmp_path, monkeypatch):

@@ -2,7 +2,7 @@
 
 import matplotlib.pyplot as plt
 
-from course_utils.history import History
+from course_utils._history import History
 
 
 def _two_epochs() -> History:

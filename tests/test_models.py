@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from course_utils import models
-from course_utils.engine import fit
+from course_utils import _models as models
+from course_utils._fit import fit
 
 
 @pytest.mark.parametrize("cls", [models.SimpleCNN, models.ImprovedCNN])

@@ -48,13 +48,23 @@ def test_notebook_follows_the_course_structure(path):
     assert "## Summary" in markdown and "## Further reading" in markdown
     assert re.search(r"## 1\. ", markdown), "numbered sections"
     assert len(re.findall(r"### Exercise", markdown)) >= 2, "two or more exercises"
-    assert code.count("cu.checks.") >= 2 and markdown.count("<details>") >= 2, (
+    assert code.count("checks.check_") >= 2 and markdown.count("<details>") >= 2, (
         "checked exercises, hidden solutions"
     )
     assert "import *" not in code and "sys.path" not in code
 
 
-CODE = ["course_utils", "tests", "notebooks", "tools", "benchmarks", "site", "course.py"]
+CODE = [
+    "course_utils",
+    "course_machinery",
+    "tests",
+    "notebooks",
+    "tools",
+    "benchmarks",
+    "site",
+    "course.py",
+    "conftest.py",
+]
 
 
 @pytest.mark.parametrize("command", [["check"], ["format", "--check"]], ids=["lint", "format"])
@@ -98,11 +108,12 @@ def test_ci_runs_the_readme_test_command():
     assert f"{command}     #" in readme or f"\n{command}\n" in readme
     ci_lines = [ln.strip() for ln in (ROOT / ".ci" / "run").read_text().splitlines()]
     assert ci_lines[-1] == command or command in ci_lines
-    # ...and once more over the notebooks as a newcomer's machine sees them: no data, no network.
+    # ...then the extended tests, and once more over the notebooks as a newcomer's machine sees them.
     ci = (ROOT / ".ci" / "run").read_text()
-    newcomer = ci.split(command, 2)[1]
+    assert f"{command} -m extended" in ci
+    newcomer = ci.split(f"{command} -m extended", 1)[1]
     assert 'COURSE_DATA_DIR="$newcomer/data"' in newcomer and "https_proxy=http://127.0.0.1:9" in newcomer
-    assert f"{command} notebooks" in ci
+    assert f"{command} notebooks" in newcomer
 
 
 def test_badges_and_colab_cells_are_current():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from course_utils.tensorloader import TensorLoader, random_shift
+from course_utils._tensorloader import TensorLoader, random_shift
 
 
 def _data(n=10):

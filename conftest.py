@@ -1,0 +1,42 @@
+"""pytest's set-up for the whole repository: smoke runs get a data folder with a stand-in for each missing dataset.
+
+``python3 course.py test`` runs every notebook in smoke mode (``COURSE_SMOKE=1``). On a machine without the
+datasets and without network (a fresh clone, CI's newcomer pass) the notebooks must still run: here, before any
+notebook starts, the datasets that are missing get small synthetic stand-ins in a temporary data folder (the
+real ones present are linked into it), and ``COURSE_DATA_DIR`` points there for the notebooks' kernels. Each
+stand-in carries a ``STAND-IN.txt`` that the course's loaders print in capitals. The loaders know nothing of it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+# Tests that `python3 course.py test` leaves to `--all` and CI: they build or drive whole tools (minutes each).
+EXTENDED = {"test_browser.py", "test_site.py", "test_student_edition.py", "test_benchmarks.py"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.name in EXTENDED or item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.extended)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    from course_utils._setup import data_dir, smoke_mode
+    from course_utils.data import dataset_status
+
+    if not smoke_mode() or all(dataset_status().values()):
+        return
+    from course_machinery.standins import write_standins
+
+    folder = Path(tempfile.mkdtemp(prefix="course-data-"))
+    made = write_standins(data_dir(), folder)
+    os.environ["COURSE_REAL_DATA_DIR"] = str(data_dir())  # for the unit tests, which choose their own data
+    os.environ["COURSE_DATA_DIR"] = str(folder)
+    config.add_cleanup(lambda: shutil.rmtree(folder, ignore_errors=True))
+    print(f"\n!!! SMOKE MODE: SYNTHETIC stand-ins for {', '.join(made)} (missing here) in {folder} !!!")
