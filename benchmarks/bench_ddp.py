@@ -1,7 +1,7 @@
 """Benchmark 5: training in several processes (torchrun, DistributedDataParallel) against one process.
 
 Run: COURSE_DATA_DIR=../shared/data python benchmarks/bench_ddp.py [--nproc 2] [--images 12800] [--epochs 2]
-Each run is ``python -m torch.distributed.run --standalone ... -m course_utils.ddp_demo fit`` (SimpleCNN, plain
+Each run is ``python -m torch.distributed.run --standalone ... -m course_machinery.ddp_worker`` (SimpleCNN, plain
 SGD, MNIST, through ``cu.fit``), started afresh, with the same images, epochs and effective batch
 (``--nproc`` x ``--batch-size``), so all runs make the same updates:
 
@@ -28,15 +28,16 @@ import torch
 from common import header
 
 import course_utils as cu
+from course_machinery.launch import launch
 
 
 def run(
     out: Path, nproc: int, threads: int, batch_size: int, args: argparse.Namespace
 ) -> tuple[float, float]:
     """One launch; returns (whole launch seconds, training seconds)."""
-    launched = cu.distributed.launch(
-        "course_utils.ddp_demo",
-        *("fit", "--out", out, "--data", "mnist", "--images", args.images, "--epochs", args.epochs),
+    launched = launch(
+        "course_machinery.ddp_worker",
+        *("--out", out, "--data", "mnist", "--images", args.images, "--epochs", args.epochs),
         *("--batch-size", batch_size, "--lr", args.lr),
         module=True,
         nproc=nproc,
@@ -86,7 +87,7 @@ def main() -> None:
         for i, (name, (nproc, threads, batch_size)) in enumerate(runs.items()):
             results[name] = run(work / str(i), nproc, threads, batch_size, args)
         single = results[next(iter(results))][1]
-        train_images = (args.images - round(args.images * 0.1)) * args.epochs  # ddp_demo holds a tenth out
+        train_images = (args.images - round(args.images * 0.1)) * args.epochs  # ddp_worker holds a tenth out
         for name, (total, training) in results.items():
             print(
                 f"{name:<30} training {training:7.2f} s ({train_images / training:8,.0f} images/s)  "

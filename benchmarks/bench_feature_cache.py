@@ -1,11 +1,11 @@
 """Benchmark 4: ResNet18 feature extraction on ants/bees: frozen-backbone features cached once vs recomputed.
 
 Run: COURSE_DATA_DIR=../shared/data python benchmarks/bench_feature_cache.py
-With the backbone frozen (requires_grad False and FrozenBatchNorm, see cu.models.freeze_batchnorm) and no
-augmentation, the backbone is a fixed function: computing its 512 features per image once and training the
-head on the cached features gives the same result as recomputing them every epoch, for a fraction of the
-time. Timing does not depend on the weights' values, so where pretrained weights cannot be downloaded the
-benchmark uses random weights and says so.
+With the backbone frozen (requires_grad False, and its BatchNorm layers replaced by torchvision's
+FrozenBatchNorm2d, as ``cu.resnet18_transfer`` does) and no augmentation, the backbone is a fixed function:
+computing its 512 features per image once and training the head on the cached features gives the same result
+as recomputing them every epoch, for a fraction of the time. Timing does not depend on the weights' values, so
+where pretrained weights cannot be downloaded the benchmark uses random weights and says so.
 """
 
 from __future__ import annotations

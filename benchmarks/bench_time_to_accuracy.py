@@ -7,9 +7,9 @@ Run: COURSE_DATA_DIR=../shared/data python benchmarks/bench_time_to_accuracy.py
   after pooling (the same function as the source's order, less work). It trains on all 60,000 training images
   and scores the test set once per run. Aim: 99.0% test accuracy on every seed, in under 8 s wall on 2 CPU cores.
   Each run starts a fresh Python process, as a learner's script would, with its own seed (run k: seed k - 1).
-  Runs alternate between glibc's default allocator and ``cu.speed.tune_cpu_allocator()``, which keeps freed activation
-  buffers for the next step instead of returning them to the OS (on Linux the default costs thousands of page
-  faults per training step).
+  Runs alternate between glibc's default allocator and notebook 05's ``tune_cpu_allocator()``, which keeps
+  freed activation buffers for the next step instead of returning them to the OS (on Linux the default costs
+  thousands of page faults per training step).
 - Source recipe: the source's SimpleCNN (ReLU before pooling), torchvision MNIST with per-sample
   ToTensor+Normalize through a DataLoader, batch 64, Adam lr 1e-3, up to 5 epochs, default allocator; test
   accuracy after each epoch.
@@ -33,7 +33,7 @@ import sys
 import time
 
 import torch
-from common import SourceCNN, header, sync
+from common import SourceCNN, header, lesson05, sync
 from torch import nn
 
 import course_utils as cu
@@ -91,7 +91,7 @@ def flops_per_image(model: nn.Module, image_size: int = 28) -> float:
 def train_recipe(device: torch.device, recipe: dict, precision: str, seed: int, validate: bool) -> dict:
     """Train one recipe; return wall seconds (loading, training), accuracy (validation or test) and more."""
     cu.set_seed(seed)
-    faults = cu.speed.page_faults()
+    faults = lesson05.page_faults()
     sync(device)
     start = time.perf_counter()
     bundle = cu.data.mnist(
@@ -123,7 +123,7 @@ def train_recipe(device: torch.device, recipe: dict, precision: str, seed: int, 
     )
     sync(device)
     end = time.perf_counter()
-    faults = (cu.speed.page_faults() - faults) / steps if faults is not None else None  # loading included
+    faults = (lesson05.page_faults() - faults) / steps if faults is not None else None  # loading included
     scored = bundle.val if validate else bundle.test
     acc = cu.evaluate(model, scored, precision=history.precision)["acc"]
     images = epochs * len(bundle.train.images)
@@ -344,12 +344,12 @@ def main() -> None:
     }
     if args.child:
         if args.child == "tuned":
-            cu.speed.tune_cpu_allocator(verbose=False)
+            lesson05.tune_cpu_allocator(verbose=False)
         print(json.dumps(train_recipe(device, recipe, args.precision, args.seed, validate=False)))
         return
     if args.select:
         header("choosing the fast recipe on validation data, SimpleCNN", device)
-        cu.speed.tune_cpu_allocator(verbose=False)
+        lesson05.tune_cpu_allocator(verbose=False)
         select(device, args)
         return
 

@@ -1,4 +1,5 @@
-"""Shared helpers for the benchmarks: a header saying what ran where, and a timer that syncs the device."""
+"""Shared helpers for the benchmarks: a header saying what ran where, a timer that syncs the device, and
+notebook 05's own speed code (``lesson05``: bf16_supported, tune_cpu_allocator, page_faults)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,10 @@ import torch
 import torch.nn.functional as F
 
 import course_utils as cu
+from course_machinery.lessons import lesson_code
+
+# What notebook 05 teaches and writes (its code cells tagged lesson-code), loaded from the notebook itself.
+lesson05 = lesson_code("05")
 
 
 def header(title: str, device: torch.device) -> None:
@@ -19,7 +24,7 @@ def header(title: str, device: torch.device) -> None:
     print(
         f"device: {device} (GPU: {gpu}); cpu: {platform.processor() or platform.machine()}; "
         f"torch {torch.__version__}; threads {torch.get_num_threads()}; "
-        f"native bf16 on this device: {cu.speed.bf16_supported(device)}; data: {cu.config.data_dir()}"
+        f"native bf16 on this device: {lesson05.bf16_supported(device)}; data: {cu.data.data_dir()}"
     )
 
 

@@ -1,17 +1,21 @@
-"""course_utils.blocks (MLP, ResidualBlock, SmallResNet, make_net, shift_images) and the notebook 06 checks."""
+"""Lesson 06's own code (MLP, ResidualBlock, SmallResNet, make_net, shift_images: the notebook's lesson-code
+cells) and the lesson's checks."""
 
 from __future__ import annotations
+
+import json
 
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import has_real
+from support import has_real
 from torch import nn
 
-from course_utils import checks
-from course_utils.blocks import MLP, ResidualBlock, SmallResNet, make_net, shift_images
-from course_utils.data import fashion_mnist
-from course_utils.models import count_parameters
+import course_utils as cu
+from course_machinery import checks
+from course_machinery.lessons import NOTEBOOKS, lesson_code
+
+ns = lesson_code("06")  # what notebook 06's lesson-code cells define, as the learner's notebook defines it
 
 
 def _conv_count(model: nn.Module, kernel: int) -> int:
@@ -22,10 +26,10 @@ def _conv_count(model: nn.Module, kernel: int) -> int:
 # Models
 # ---------------------------------------------------------------------------------------------------------
 def test_mlp_shapes_parameters_and_a_clear_error_for_another_size():
-    model = MLP(hidden=(256, 128))
+    model = ns.MLP(hidden=(256, 128))
     assert model(torch.zeros(5, 1, 28, 28)).shape == (5, 10)
-    assert count_parameters(model) == 784 * 256 + 256 + 256 * 128 + 128 + 128 * 10 + 10
-    assert count_parameters(MLP(hidden=())) == 784 * 10 + 10  # a linear classifier
+    assert cu.count_parameters(model) == 784 * 256 + 256 + 256 * 128 + 128 + 128 * 10 + 10
+    assert cu.count_parameters(ns.MLP(hidden=())) == 784 * 10 + 10  # a linear classifier
     with pytest.raises(ValueError, match=r"expects images of shape \(batch, 1, 28, 28\).*image_size"):
         model(torch.zeros(5, 1, 56, 56))
 
@@ -35,20 +39,20 @@ def test_mlp_shapes_parameters_and_a_clear_error_for_another_size():
     [(16, 16, 1, False), (16, 32, 1, True), (16, 16, 2, True), (16, 32, 2, True)],
 )
 def test_residual_block_shapes_and_projection_only_when_the_shape_changes(cin, cout, stride, projection):
-    block = ResidualBlock(cin, cout, stride)
+    block = ns.ResidualBlock(cin, cout, stride)
     assert block(torch.randn(2, cin, 8, 8)).shape == (2, cout, 8 // stride, 8 // stride)
     assert isinstance(block.shortcut, nn.Sequential) == projection
     assert _conv_count(block, 1) == int(projection)
     convs = 9 * cin * cout + 9 * cout * cout  # conv1 (cin->cout) + conv2 (cout->cout), no biases
     bns = 2 * 2 * cout + (2 * cout if projection else 0)
-    assert count_parameters(block) == convs + bns + (cin * cout if projection else 0)
+    assert cu.count_parameters(block) == convs + bns + (cin * cout if projection else 0)
 
 
 def test_residual_block_matches_torchvision_basic_block():
     from torchvision.models.resnet import BasicBlock, conv1x1
 
     theirs = BasicBlock(64, 128, 2, downsample=nn.Sequential(conv1x1(64, 128, 2), nn.BatchNorm2d(128))).eval()
-    ours = ResidualBlock(64, 128, 2).eval()
+    ours = ns.ResidualBlock(64, 128, 2).eval()
     state = {k.replace("downsample.", "shortcut."): v for k, v in theirs.state_dict().items()}
     ours.load_state_dict(state)  # the same names and shapes, once downsample is called shortcut
     x = torch.randn(2, 64, 8, 8)
@@ -57,8 +61,8 @@ def test_residual_block_matches_torchvision_basic_block():
 
 
 def test_plain_block_has_no_shortcut_and_gradient_reaches_input_only_through_the_residual_one():
-    plain, residual = ResidualBlock(8, 8, residual=False), ResidualBlock(8, 8)
-    assert plain.shortcut is None and count_parameters(plain) == count_parameters(residual)
+    plain, residual = ns.ResidualBlock(8, 8, residual=False), ns.ResidualBlock(8, 8)
+    assert plain.shortcut is None and cu.count_parameters(plain) == cu.count_parameters(residual)
     for block, reaches in ((plain, False), (residual, True)):
         with torch.no_grad():
             for conv in (block.conv1, block.conv2):
@@ -69,7 +73,7 @@ def test_plain_block_has_no_shortcut_and_gradient_reaches_input_only_through_the
 
 
 def test_small_resnet_global_average_pooling_accepts_28_and_56_pixel_images():
-    model = SmallResNet().eval()
+    model = ns.SmallResNet().eval()
     with torch.no_grad():
         assert model(torch.zeros(3, 1, 28, 28)).shape == (3, 10)
         assert model(torch.zeros(3, 1, 56, 56)).shape == (3, 10)  # the same weights, a larger image
@@ -80,30 +84,45 @@ def test_small_resnet_global_average_pooling_accepts_28_and_56_pixel_images():
 
 def test_make_net_depth_counts_weighted_layers_and_plain_differs_only_by_shortcuts():
     for depth in (8, 20):
-        plain, residual = make_net(depth, residual=False), make_net(depth, residual=True)
+        plain, residual = ns.make_net(depth, residual=False), ns.make_net(depth, residual=True)
         assert _conv_count(plain, 3) + 1 == depth  # 3x3 convolutions + the final linear layer
         assert _conv_count(residual, 3) == _conv_count(plain, 3)
         assert _conv_count(plain, 1) == 0 and _conv_count(residual, 1) == 2  # projections at stages 2 and 3
     with pytest.raises(ValueError, match="6n"):
-        make_net(10, residual=True)
+        ns.make_net(10, residual=True)
 
 
 def test_gradient_reaches_the_first_layer_of_a_deep_residual_network():
     torch.manual_seed(0)
-    model = make_net(20, residual=True)
+    model = ns.make_net(20, residual=True)
     F.cross_entropy(model(torch.randn(8, 1, 28, 28)), torch.arange(8)).backward()
     assert model.stem[0].weight.grad.norm() > 0
 
 
 def test_shift_images_moves_pixels_and_fills_the_border():
     images = torch.arange(16.0).view(1, 1, 4, 4)
-    right = shift_images(images, 1, 0, fill=-1.0)
+    right = ns.shift_images(images, 1, 0, fill=-1.0)
     assert torch.equal(right[0, 0, :, 1:], images[0, 0, :, :3]) and torch.all(right[0, 0, :, 0] == -1)
-    up = shift_images(images, 0, -2)
+    up = ns.shift_images(images, 0, -2)
     assert torch.equal(up[0, 0, :2], images[0, 0, 2:]) and torch.all(up[0, 0, 2:] == 0)
-    assert torch.equal(shift_images(images, 0, 0), images)
+    assert torch.equal(ns.shift_images(images, 0, 0), images)
     with pytest.raises(ValueError, match="out of the frame"):
-        shift_images(images, 4, 0)
+        ns.shift_images(images, 4, 0)
+
+
+def test_the_lessons_residual_block_comes_after_the_exercise_it_answers():
+    (path,) = NOTEBOOKS.glob("06_*.ipynb")
+    code = [
+        ("".join(c["source"]), "lesson-code" in c["metadata"].get("tags", []))
+        for c in json.loads(path.read_text(encoding="utf-8"))["cells"]
+        if c["cell_type"] == "code"
+    ]
+    exercise = next(i for i, (source, _) in enumerate(code) if "class MyBlock" in source)
+    defines = [i for i, (source, tagged) in enumerate(code) if tagged and "class ResidualBlock" in source]
+    assert len(defines) == 1 and defines[0] > exercise  # the reference block follows the exercise
+    assert not any("ResidualBlock" in source for source, _ in code[:exercise])  # nothing before it answers it
+    # No lesson code depends on the learner's answer: the notebook runs whether or not it is solved.
+    assert not any("MyBlock" in source for source, tagged in code if tagged)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -120,18 +139,18 @@ class _NoShortcut(nn.Module):
         return F.relu(self.conv2(F.relu(self.conv1(x))))  # the projection is built but never added
 
 
-class _AlwaysProjects(ResidualBlock):
+class _AlwaysProjects(ns.ResidualBlock):
     def __init__(self, cin: int, cout: int, stride: int = 1) -> None:
         super().__init__(cin, cout, stride)
         self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
 
 
-class _IgnoresStride(ResidualBlock):
+class _IgnoresStride(ns.ResidualBlock):
     def __init__(self, cin: int, cout: int, stride: int = 1) -> None:
         super().__init__(cin, cout, 1)
 
 
-class _NeverProjects(ResidualBlock):
+class _NeverProjects(ns.ResidualBlock):
     def __init__(self, cin: int, cout: int, stride: int = 1) -> None:
         super().__init__(cin, cout, stride)
         self.shortcut = nn.Identity()
@@ -152,7 +171,7 @@ def _one_line(capsys: pytest.CaptureFixture[str]) -> str:
 
 
 def test_check_residual_block_passes_the_right_block(capsys):
-    assert checks.check_residual_block(ResidualBlock)
+    assert checks.check_residual_block(ns.ResidualBlock)
     assert _one_line(capsys).startswith("✅")
 
 
@@ -163,7 +182,7 @@ def test_check_residual_block_passes_the_right_block(capsys):
         (_AlwaysProjects, "should be the identity"),
         (_IgnoresStride, "the stride should divide"),
         (_NeverProjects, "project it"),
-        (ResidualBlock(16, 16), "not an instance"),
+        (ns.ResidualBlock(16, 16), "not an instance"),
         (None, "no answer yet"),
         (_Skeleton, "no answer yet"),
     ],
@@ -188,7 +207,7 @@ def test_check_time_to_accuracy_passes_reaches_and_fails_slow_or_weak_models(dig
     train_loader, val_loader = digits
     torch.manual_seed(0)
     kwargs = {"epochs": 2, "lr": 3e-3}
-    model = MLP(hidden=(64,))  # learns the synthetic digits in seconds
+    model = ns.MLP(hidden=(64,))  # learns the synthetic digits in seconds
     assert checks.check_time_to_accuracy(model, train_loader, val_loader, target=0.5, seconds=120, **kwargs)
     assert _one_line(capsys).startswith("✅")
     assert all(p.grad is None for p in model.parameters())  # the learner's model was not trained
@@ -196,13 +215,13 @@ def test_check_time_to_accuracy_passes_reaches_and_fails_slow_or_weak_models(dig
         model, train_loader, val_loader, target=0.5, seconds=1e-3, **kwargs
     )
     assert "budget" in _one_line(capsys)
-    weak = MLP(hidden=())
+    weak = ns.MLP(hidden=())
     assert not checks.check_time_to_accuracy(weak, train_loader, val_loader, target=1.0, seconds=60, **kwargs)
     assert "below the 100.0% target" in _one_line(capsys)
     assert not checks.check_time_to_accuracy(None, train_loader, val_loader, target=0.5, seconds=60, **kwargs)
     assert "no answer yet" in _one_line(capsys)
     assert not checks.check_time_to_accuracy(
-        SmallResNet(in_channels=3), train_loader, val_loader, target=0.5, seconds=60, **kwargs
+        ns.SmallResNet(in_channels=3), train_loader, val_loader, target=0.5, seconds=60, **kwargs
     )
     assert "training raised" in _one_line(capsys)
     assert not checks.check_time_to_accuracy(
@@ -215,8 +234,8 @@ def test_check_time_to_accuracy_passes_reaches_and_fails_slow_or_weak_models(dig
 @pytest.mark.skipif(not has_real("FashionMNIST"), reason="real Fashion-MNIST not in COURSE_DATA_DIR")
 def test_small_resnet_learns_real_fashion_mnist():
     torch.manual_seed(0)
-    data = fashion_mnist(batch_size=128, subset=3000, test_subset=500, device="cpu")
-    model = SmallResNet(widths=(16, 32, 64))
+    data = cu.data.fashion_mnist(batch_size=128, subset=3000, test_subset=500, device="cpu")
+    model = ns.SmallResNet(widths=(16, 32, 64))
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     model.train()
     for images, labels in data.train:

@@ -44,8 +44,6 @@ from typing import Any
 
 import pytest
 
-from course_utils.models import conv_output_size
-
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 SETTINGS = (
@@ -453,7 +451,8 @@ def _expected_shape(label: str, stride: int) -> str:
     """The output shape the label must show after the stride changes, computed from the other numbers it shows."""
     sizes = {}
     for axis, size, padding, dilation, kernel, _, _ in SHAPE_LINE.findall(label):
-        sizes[axis] = conv_output_size(int(size), int(kernel), stride, int(padding), int(dilation))
+        k, p, d = int(kernel), int(padding), int(dilation)  # the formula of PyTorch's Conv2d docs
+        sizes[axis] = (int(size) + 2 * p - d * (k - 1) - 1) // stride + 1
     assert set(sizes) == {"H", "W"}, f"the output-shape label does not show the formula lines: {label!r}"
     if sizes["H"] > 0 and sizes["W"] > 0:
         return f"output shape: ({sizes['H']}, {sizes['W']})"
@@ -595,7 +594,15 @@ def test_notebook_in_jupyterlab(
         )
         if not problems:
             if (
-                _runs(cells, "plt.", "cu.show_", "cu.plot_", "plotting.", "imshow", "conv_explorer(")
+                _runs(
+                    cells,
+                    "plt.",
+                    "cu.plots.",
+                    "show_filters(",
+                    "show_feature_maps(",
+                    "imshow",
+                    "conv_explorer(",
+                )
                 and not figures
             ):
                 problems.append("the notebook draws figures but no PNG image rendered")

@@ -1,8 +1,8 @@
-"""Tests for course_utils.debug and the fixed-run check: hooks always removed, models left unchanged, honest numbers."""
+"""Tests for lesson 07's debugging tools and the fixed-run check: hooks always removed, models left unchanged,
+honest numbers, and a clear message when there is nothing to train."""
 
 from __future__ import annotations
 
-import copy
 import math
 from types import SimpleNamespace
 
@@ -11,9 +11,13 @@ import torch
 from torch import nn
 
 import course_utils as cu
-from course_utils import checks
-from course_utils.checks.debugging import _ROUTINE
-from course_utils.debug import LayerStats, layer_stats, loss_at_init, lr_range_test, overfit_one_batch
+from course_machinery import checks
+from course_machinery.checks.debugging import _ROUTINE
+from course_machinery.lessons import lesson_code
+
+ns = lesson_code("07")  # the tools as notebook 07 writes them
+LayerStats, layer_stats, loss_at_init = ns.LayerStats, ns.layer_stats, ns.loss_at_init
+lr_range_test, overfit_one_batch = ns.lr_range_test, ns.overfit_one_batch
 
 MEAN, STD = 0.1, 0.25  # the digits fixture's normalisation
 
@@ -148,26 +152,41 @@ def test_layer_stats_function_leaves_the_model_as_it_was(digits):
     stats.plot()
 
 
+def test_layer_stats_function_shows_the_activations_of_a_frozen_model(digits):
+    model = tiny_cnn().requires_grad_(False)
+    images, labels = next(iter(digits[0]))
+    stats = layer_stats(model, images, labels, nn.CrossEntropyLoss())
+    assert stats.records["0"]["act_std"] and stats.records["9"]["grad_norm"] == []
+
+
 # ---------------------------------------------------------------------------------------------------------
 # loss_at_init, overfit_one_batch, lr_range_test
 # ---------------------------------------------------------------------------------------------------------
 def test_loss_at_init_is_about_ln_10_for_a_fresh_simple_cnn(digits, capsys):
     cu.set_seed(0)
     images, labels = next(iter(digits[0]))
-    loss = loss_at_init(cu.SimpleCNN(), images, labels, nn.CrossEntropyLoss())
+    model = cu.SimpleCNN()
+    loss = loss_at_init(model, images, labels, nn.CrossEntropyLoss())
     assert abs(loss - math.log(10)) < 0.1
     assert "ln(10) = 2.3026" in capsys.readouterr().out
+    assert model.training  # computed in eval mode, on a copy
 
 
-def test_overfit_one_batch_fits_and_restores(digits):
+def sgd(params):
+    return torch.optim.SGD(params, lr=0.05, momentum=0.9)
+
+
+def test_overfit_one_batch_fits_and_leaves_the_model_as_it_was(digits):
     cu.set_seed(0)
-    model, loss_fn = tiny_cnn(), nn.CrossEntropyLoss()
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    model, loss_fn = tiny_cnn(batchnorm=True), nn.CrossEntropyLoss()
+    model[1].eval()  # a mode the learner chose on purpose
     images, labels = next(iter(digits[0]))
     before = state(model)
-    result = overfit_one_batch(model, images[:16], labels[:16], loss_fn, optimizer, steps=60, verbose=False)
+    result = overfit_one_batch(model, images[:16], labels[:16], loss_fn, sgd, steps=60, verbose=False)
     assert result.fits and result.acc == 1.0 and len(result.losses) == 60
-    assert same_state(before, state(model)) and not optimizer.state  # optimizer state put back (empty)
+    assert same_state(before, state(model))  # BatchNorm's running statistics too
+    assert all(p.grad is None for p in model.parameters())
+    assert model.training and not model[1].training
 
 
 def test_overfit_one_batch_sees_that_softmax_before_the_loss_cannot_fit(digits):
@@ -186,27 +205,19 @@ def test_overfit_one_batch_sees_that_softmax_before_the_loss_cannot_fit(digits):
     assert not result.fits and min(result.losses) > 1.46  # -log(e / (e + 9)) = 1.4612 is its floor
 
 
-def test_lr_range_test_restores_model_and_optimizer(digits):
+def test_lr_range_test_leaves_the_model_as_it_was(digits):
     cu.set_seed(0)
     model, loss_fn = tiny_cnn(batchnorm=True), nn.CrossEntropyLoss()
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     images, labels = next(iter(digits[0]))
-    loss_fn(model(images), labels).backward()
-    optimizer.step()  # a momentum buffer exists now
+    loss_fn(model(images), labels).backward()  # gradients exist
     model[1].eval()  # a mode the learner chose on purpose
-    before, before_opt = state(model), copy.deepcopy(optimizer.state_dict())
+    before = state(model)
     grads = [p.grad.clone() for p in model.parameters()]
 
-    result = lr_range_test(model, digits[0], loss_fn, optimizer, start_lr=1e-4, end_lr=100.0, steps=30)
+    result = lr_range_test(model, digits[0], loss_fn, sgd, start_lr=1e-4, end_lr=100.0, steps=30)
 
     assert same_state(before, state(model))
     assert all(torch.equal(p.grad, g) for p, g in zip(model.parameters(), grads, strict=True))
-    after_opt = optimizer.state_dict()
-    assert after_opt["param_groups"][0]["lr"] == 0.01
-    assert all(
-        torch.equal(after_opt["state"][k]["momentum_buffer"], v["momentum_buffer"])
-        for k, v in before_opt["state"].items()
-    )
     assert model.training and not model[1].training
     assert len(result.lrs) == len(result.losses) == len(result.raw_losses) >= 2
     assert result.lrs == sorted(result.lrs) and 1e-4 <= result.suggestion <= 10
@@ -231,16 +242,47 @@ def test_lr_range_test_stops_when_the_loss_explodes(digits):
 def test_lr_range_test_says_what_is_wrong():
     model = tiny_cnn()
     with pytest.raises(ValueError, match="start_lr"):
-        lr_range_test(
-            model,
-            [],
-            nn.CrossEntropyLoss(),
-            torch.optim.SGD(model.parameters(), lr=1),
-            start_lr=1,
-            end_lr=0.1,
-        )
+        lr_range_test(model, [], nn.CrossEntropyLoss(), sgd, start_lr=1, end_lr=0.1)
+    with pytest.raises(ValueError, match="no batches"):
+        lr_range_test(model, [], nn.CrossEntropyLoss(), sgd)
+    batch = [(torch.zeros(1, 1, 28, 28), torch.zeros(1).long())]
     with pytest.raises(TypeError, match="optimizer"):
-        lr_range_test(model, [(torch.zeros(1, 1, 28, 28), torch.zeros(1).long())], nn.CrossEntropyLoss(), 0.1)
+        lr_range_test(model, batch, nn.CrossEntropyLoss(), 0.1)
+    with pytest.raises(TypeError, match="function that builds the optimizer"):  # the tools train a copy
+        lr_range_test(model, batch, nn.CrossEntropyLoss(), sgd(model.parameters()))
+    with pytest.raises(ValueError, match="parameters make_optimizer is given"):
+        lr_range_test(model, batch, nn.CrossEntropyLoss(), lambda params: sgd(model.parameters()))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Nothing to train: a clear ValueError, not PyTorch's "element 0 of tensors does not require grad"
+# ---------------------------------------------------------------------------------------------------------
+def only_first_conv(params):
+    """An optimizer holding only the first convolution's weight and bias (frozen in the test below)."""
+    return torch.optim.SGD(list(params)[:2], lr=0.05)
+
+
+@pytest.mark.parametrize("tool", ["overfit_one_batch", "lr_range_test"])
+def test_nothing_to_train_raises_a_clear_error(digits, tool):
+    images, labels = next(iter(digits[0]))
+
+    def run(model, make_optimizer):
+        if tool == "overfit_one_batch":
+            return overfit_one_batch(
+                model, images[:8], labels[:8], nn.CrossEntropyLoss(), make_optimizer, steps=2, verbose=False
+            )
+        return lr_range_test(model, digits[0], nn.CrossEntropyLoss(), make_optimizer, steps=3)
+
+    frozen = tiny_cnn().requires_grad_(False)  # every parameter frozen
+    with pytest.raises(ValueError, match=r"nothing to train.*requires_grad=False.*Unfreeze"):
+        run(frozen, sgd)
+
+    model = tiny_cnn()
+    model[0].requires_grad_(False)  # the rest is trainable, but the optimizer holds only this layer
+    before = state(model)
+    with pytest.raises(ValueError, match=r"no trainable parameter.*requires_grad=False.*p\.requires_grad"):
+        run(model, only_first_conv)
+    assert same_state(before, state(model))
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ def test_solutions_are_removed_and_nothing_else():
         cells=[
             new_markdown_cell("# 01 · Title"),
             new_code_cell("answer = None  # replace None"),
-            new_code_cell("cu.checks.check_equal(answer, 4)"),
+            new_code_cell("checks.check_equal(answer, 4)"),
             new_markdown_cell(
                 "<details><summary>Solution</summary>\n\n```python\nanswer = 4\n```\n</details>"
             ),
@@ -50,7 +50,7 @@ def test_solutions_are_removed_and_nothing_else():
     assert [c.source for c in student.cells] == [
         "# 01 · Title",
         "answer = None  # replace None",
-        "cu.checks.check_equal(answer, 4)",
+        "checks.check_equal(answer, 4)",
         "Before.\n\nAfter.",
         "<details><summary>Hint</summary>\nLook at the shape.\n</details>",  # not a solution: kept
     ]
@@ -104,12 +104,12 @@ def test_student_edition_differs_only_by_its_solutions(path, edition):
 
 
 def _exercise_checks(nb: nbformat.NotebookNode) -> list[nbformat.NotebookNode]:
-    """The code cells that call cu.checks inside an "### Exercise" section."""
+    """The code cells that call the exercise checks inside an "### Exercise" section."""
     checks, in_exercise = [], False
     for cell in nb.cells:
         if cell.cell_type == "markdown" and (headings := re.findall(r"^#{1,3} .*$", cell.source, re.M)):
             in_exercise = headings[-1].startswith("### Exercise")
-        elif cell.cell_type == "code" and in_exercise and "cu.checks." in cell.source:
+        elif cell.cell_type == "code" and in_exercise and "checks.check_" in cell.source:
             checks.append(cell)
     return checks
 

@@ -1,61 +1,119 @@
-"""The transfer experiment of notebook 04 (digits 0-4 -> 5-9), at reduced size, on the real MNIST."""
+"""Notebook 04's few-shot transfer (digits 0-4 -> 5-9): its lesson code, and the experiment, reduced, on real MNIST."""
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
-from conftest import has_real
+from support import has_real
 from torch import nn
 
-from course_utils import config, data, engine, fewshot
-from course_utils.models import SimpleCNN
-from course_utils.synthetic import rendered_digits
-from course_utils.tensorloader import TensorLoader
+import course_utils as cu
+from course_machinery.lessons import lesson_code
+from course_machinery.standins import rendered_digits
 
-MEAN, STD = data.MNIST_MEAN, data.MNIST_STD
+ns = lesson_code("04")  # select_classes, sample_per_class, STRATEGIES, transfer_model, train_few_shot
+MEAN, STD = cu.data.MNIST_MEAN, cu.data.MNIST_STD
+
+
+def random_states() -> list[torch.Tensor]:
+    """Torch's global random states: the CPU generator's, and each CUDA device's where there is one."""
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
+    return [torch.random.get_rng_state(), *cuda]
+
+
+def same(xs, ys) -> bool:
+    """Whether two sequences of tensors are equal, tensor by tensor."""
+    xs, ys = list(xs), list(ys)
+    return len(xs) == len(ys) and all(torch.equal(x, y) for x, y in zip(xs, ys, strict=True))
 
 
 def test_select_classes_relabels_in_the_given_order():
     images = torch.arange(6, dtype=torch.uint8).view(6, 1, 1, 1)
     labels = torch.tensor([5, 0, 9, 5, 7, 1])
-    kept, new = fewshot.select_classes(images, labels, [9, 5])
+    kept, new = ns.select_classes(images, labels, [9, 5])
     assert kept.flatten().tolist() == [0, 2, 3] and new.tolist() == [1, 0, 1]
 
 
 def test_sample_per_class_draws_per_class_and_depends_on_the_seed():
     labels = torch.arange(5).repeat(40)  # 40 of each class
-    a, b = fewshot.sample_per_class(labels, 10, seed=0), fewshot.sample_per_class(labels, 10, seed=1)
+    a, b = ns.sample_per_class(labels, 10, seed=0), ns.sample_per_class(labels, 10, seed=1)
     assert torch.bincount(labels[a]).tolist() == [10] * 5 and len(set(a.tolist())) == 50
     assert set(a.tolist()) != set(b.tolist())
+    assert torch.equal(a, ns.sample_per_class(labels, 10, seed=0))
     with pytest.raises(ValueError, match="fewer than per_class"):
-        fewshot.sample_per_class(labels, 41, seed=0)
+        ns.sample_per_class(labels, 41, seed=0)
 
 
 def test_transfer_model_freezes_first_then_adds_the_head():
     torch.manual_seed(123)  # not the seed of the models built below
-    source = SimpleCNN(num_classes=5)
+    source = cu.SimpleCNN(num_classes=5)
     trainable = {
-        s: {n for n, p in fewshot.transfer_model(s, source, 5, seed=0).named_parameters() if p.requires_grad}
-        for s in fewshot.STRATEGIES
+        s: {n for n, p in ns.transfer_model(s, source, 5, seed=0).named_parameters() if p.requires_grad}
+        for s in ns.STRATEGIES
     }
     assert trainable["feature extraction"] == {"fc.weight", "fc.bias"}
     assert trainable["fine-tuning"] == trainable["from scratch"] == {n for n, _ in source.named_parameters()}
-    tuned = fewshot.transfer_model("fine-tuning", source, 5, seed=0)
+    tuned = ns.transfer_model("fine-tuning", source, 5, seed=0)
     assert (
         torch.equal(tuned.conv1.weight, source.conv1.weight) and tuned.conv1.weight is not source.conv1.weight
     )
-    scratch = fewshot.transfer_model("from scratch", source, 5, seed=0)
+    scratch = ns.transfer_model("from scratch", source, 5, seed=0)
     assert not torch.equal(scratch.conv1.weight, source.conv1.weight)
     with pytest.raises(ValueError, match="strategy must be one of"):
-        fewshot.transfer_model("fine tuning", source, 5, seed=0)
+        ns.transfer_model("fine tuning", source, 5, seed=0)
+
+
+def test_transfer_model_repeats_for_a_seed_and_leaves_the_global_generator_alone():
+    torch.manual_seed(123)
+    source = cu.SimpleCNN(num_classes=5)
+    before = random_states()
+    for strategy in ns.STRATEGIES:
+        a, b, c = (ns.transfer_model(strategy, source, 5, seed=s) for s in (0, 0, 1))
+        assert same(a.state_dict().values(), b.state_dict().values()), strategy  # same seed, same model
+        assert not torch.equal(a.fc.weight, c.fc.weight), strategy  # the seed decides the new weights
+    after = random_states()
+    assert same(before, after), "the global random state changed"
+
+
+def test_train_few_shot_repeats_for_a_seed_and_leaves_the_global_generator_alone():
+    """With dropout (ImprovedCNN), training draws random numbers beyond the loader's own generator."""
+    images, labels = rendered_digits(50, seed=0)
+    torch.manual_seed(0)
+    start = cu.ImprovedCNN(num_classes=10)
+    before = random_states()
+    runs = []
+    for seed in (0, 0, 1):
+        model = copy.deepcopy(start)
+        acc = ns.train_few_shot(
+            model,
+            images,
+            labels,
+            steps=4,
+            batch_size=25,
+            lr=1e-3,
+            max_shift=2,
+            mean=MEAN,
+            std=STD,
+            seed=seed,
+            eval_images=images,
+            eval_labels=labels,
+        )
+        runs.append((acc, model.state_dict()))
+    after = random_states()
+    assert same(before, after), "the global random state changed"
+    (acc_a, a), (acc_b, b), (_, c) = runs
+    assert acc_a == acc_b and same(a.values(), b.values())  # the same seed: the same run
+    assert not torch.equal(a["fc.weight"], c["fc.weight"])
 
 
 def test_train_few_shot_takes_exactly_the_steps_asked_for():
     images, labels = rendered_digits(50, seed=0)
-    model = SimpleCNN(num_classes=10)
+    model = cu.SimpleCNN(num_classes=10)
     steps = []
     model.register_forward_pre_hook(lambda module, args: steps.append(1) if module.training else None)
-    acc = fewshot.train_few_shot(
+    acc = ns.train_few_shot(
         model,
         images,
         labels,
@@ -71,7 +129,7 @@ def test_train_few_shot_takes_exactly_the_steps_asked_for():
     )
     assert len(steps) == 6 and 0.0 <= acc <= 1.0
     with pytest.raises(ValueError, match="not a multiple"):
-        fewshot.train_few_shot(
+        ns.train_few_shot(
             model, images, labels, steps=3, batch_size=25, lr=1e-3, max_shift=0, mean=MEAN, std=STD, seed=0
         )
 
@@ -79,24 +137,23 @@ def test_train_few_shot_takes_exactly_the_steps_asked_for():
 @pytest.mark.realdata
 @pytest.mark.slow
 @pytest.mark.skipif(not has_real("MNIST"), reason="real MNIST not in COURSE_DATA_DIR")
-def test_pretrained_on_0_to_4_beats_scratch_on_5_to_9_from_10_images_per_class(monkeypatch):
+def test_pretrained_on_0_to_4_beats_scratch_on_5_to_9_from_10_images_per_class():
     """Notebook 04, section 6, short budget: both transfer strategies beat training from scratch clearly.
 
     Reduced size: 150 pretraining steps instead of a full epoch, 2 seeds instead of 3, the short budget only.
     """
-    monkeypatch.setattr(config, "SMOKE", False)
-    bundle = data.mnist(val_fraction=0.0, device="cpu")
+    bundle = cu.data.mnist(val_fraction=0.0, device="cpu")
     x_train, y_train = bundle.train.images, bundle.train.labels
-    source_x, source_y = fewshot.select_classes(x_train, y_train, [0, 1, 2, 3, 4])
-    target_x, target_y = fewshot.select_classes(x_train, y_train, [5, 6, 7, 8, 9])
-    test_x, test_y = fewshot.select_classes(bundle.test.images, bundle.test.labels, [5, 6, 7, 8, 9])
+    source_x, source_y = ns.select_classes(x_train, y_train, [0, 1, 2, 3, 4])
+    target_x, target_y = ns.select_classes(x_train, y_train, [5, 6, 7, 8, 9])
+    test_x, test_y = ns.select_classes(bundle.test.images, bundle.test.labels, [5, 6, 7, 8, 9])
 
     torch.manual_seed(0)
-    source = SimpleCNN(num_classes=5)
-    loader = TensorLoader(
+    source = cu.SimpleCNN(num_classes=5)
+    loader = cu.data.TensorLoader(
         source_x[: 150 * 64], source_y[: 150 * 64], batch_size=64, shuffle=True, mean=MEAN, std=STD, seed=0
     )
-    engine.fit(
+    cu.fit(
         source,
         loader,
         epochs=1,
@@ -105,18 +162,18 @@ def test_pretrained_on_0_to_4_beats_scratch_on_5_to_9_from_10_images_per_class(m
         verbose=False,
     )
 
-    val_idx = fewshot.sample_per_class(target_y, 100, seed=1000)
+    val_idx = ns.sample_per_class(target_y, 100, seed=1000)
     in_pool = torch.ones(len(target_y), dtype=torch.bool)
     in_pool[val_idx] = False
     pool_x, pool_y = target_x[in_pool], target_y[in_pool]
     seeds, lrs = [0, 1], [1e-3, 3e-3, 1e-2]
     val, models = {}, {}
     for seed in seeds:
-        idx = fewshot.sample_per_class(pool_y, 10, seed)
-        for strategy in fewshot.STRATEGIES:
+        idx = ns.sample_per_class(pool_y, 10, seed)
+        for strategy in ns.STRATEGIES:
             for lr in lrs:
-                model = fewshot.transfer_model(strategy, source, 5, seed)
-                val[strategy, lr, seed] = fewshot.train_few_shot(
+                model = ns.transfer_model(strategy, source, 5, seed)
+                val[strategy, lr, seed] = ns.train_few_shot(
                     model,
                     pool_x[idx],
                     pool_y[idx],
@@ -131,10 +188,10 @@ def test_pretrained_on_0_to_4_beats_scratch_on_5_to_9_from_10_images_per_class(m
                     eval_labels=target_y[val_idx],
                 )
                 models[strategy, lr, seed] = model
-    test_loader = TensorLoader(test_x, test_y, batch_size=1000, mean=MEAN, std=STD)
+    test_loader = cu.data.TensorLoader(test_x, test_y, batch_size=1000, mean=MEAN, std=STD)
     test = {}
-    for strategy in fewshot.STRATEGIES:
+    for strategy in ns.STRATEGIES:
         lr = max(lrs, key=lambda lr: sum(val[strategy, lr, s] for s in seeds))  # chosen on validation only
-        test[strategy] = sum(engine.evaluate(models[strategy, lr, s], test_loader)["acc"] for s in seeds) / 2
+        test[strategy] = sum(cu.evaluate(models[strategy, lr, s], test_loader)["acc"] for s in seeds) / 2
     for strategy in ("feature extraction", "fine-tuning"):
         assert test[strategy] >= test["from scratch"] + 0.03, test
