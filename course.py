@@ -5,12 +5,14 @@ Creates a virtual environment in ``.venv`` on first use (and reuses it afterward
 known-good packages from ``requirements-lock.txt`` plus this repository's ``course_utils`` package, then:
 
 - ``lab``:  opens JupyterLab at the first notebook;
-- ``test``: runs the whole test suite (unit tests, then every notebook in smoke mode through nbval);
+- ``test``: the quick suite: unit tests, then every notebook in smoke mode through nbval (a few minutes);
+  ``test --all`` adds the extended tests: the website, the student edition, JupyterLab in a browser, the
+  benchmarks and the slow real-data runs (CI runs them all, see ``.ci/run``); other arguments go to pytest;
 - ``site``: builds the course website into ``build/site/html`` (every notebook executed in full mode, with a
   cache; ``--smoke`` for a quick check, ``--only 01 02`` for some lessons);
 - ``student``: writes the student edition (the notebooks without solutions) into ``build/student``
   (``--zip`` for a zip file to hand out);
-- ``setup``: only sets up the environment; ``check``: prints the environment report.
+- ``setup``: only sets up the environment; ``check``: prints the environment report (versions, device, data).
 
 Only the Python standard library is used here, so it runs with any Python 3.11+ on Linux, macOS and Windows.
 """
@@ -66,9 +68,11 @@ def main(argv: list[str]) -> int:
     elif command == "test":
         # Notebooks run in smoke mode (small subsets, one short epoch); unit tests choose their own mode.
         os.environ["COURSE_SMOKE"] = "1"
-        args = [str(python), "-m", "pytest", *argv[1:]]
+        rest = [a for a in argv[1:] if a != "--all"]
+        quick = "--all" not in argv[1:] and "-m" not in rest  # a marker expression of the caller's wins
+        args = [str(python), "-m", "pytest", *(["-m", "not extended"] if quick else []), *rest]
     elif command == "check":
-        args = [str(python), "-m", "course_utils"]
+        args = [str(python), "-c", "import course_utils as cu; cu.environment_report(); cu.get_device()"]
     elif command == "site":
         args = [str(python), str(ROOT / "tools" / "build_site.py"), *argv[1:]]
     elif command == "student":

@@ -217,6 +217,7 @@ def _output(out: Path, rank: int, result: LaunchResult) -> list[str]:
 
 
 @TORCHRUN
+@pytest.mark.slow  # starts processes (10-20 s each): run by `course.py test --all` and CI
 def test_two_processes_train_like_one_process_with_twice_the_batch(tmp_path):
     result = _worker(tmp_path, "--batch-size", "32", "--epochs", "2", "--verbose")
     reference, ref_history = ddp_worker.train(batch_size=64, epochs=2)  # one process, batches of 2 x 32
@@ -243,6 +244,7 @@ def test_two_processes_train_like_one_process_with_twice_the_batch(tmp_path):
 
 
 @TORCHRUN
+@pytest.mark.slow  # starts processes (10-20 s each): run by `course.py test --all` and CI
 def test_every_process_validates_and_keeps_the_same_model_batchnorm_statistics_included(tmp_path):
     """Each process updates its own BatchNorm statistics with its own batches; before validation every process
     takes process 0's, so all score one model (the same val_acc) and keep_best keeps one model."""
@@ -290,6 +292,7 @@ def _check_at(step: int) -> int:
 
 
 @TORCHRUN
+@pytest.mark.slow  # starts processes (10-20 s each): run by `course.py test --all` and CI
 def test_nan_or_ctrl_c_in_one_process_stops_both_at_the_same_step(tmp_path):
     # Process 1 alone gets Ctrl-C (SIGINT) at step 3, then, in a second run, a NaN loss at step 2.
     start = time.monotonic()
@@ -311,6 +314,7 @@ def test_nan_or_ctrl_c_in_one_process_stops_both_at_the_same_step(tmp_path):
 
 
 @TORCHRUN
+@pytest.mark.slow  # starts processes (10-20 s each): run by `course.py test --all` and CI
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc to find the worker processes")
 def test_a_hanging_launch_is_stopped_with_every_process_it_started(tmp_path):
     script = tmp_path / "hang.py"

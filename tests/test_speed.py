@@ -84,6 +84,7 @@ def _faults_per_step(mode: str) -> int:
 
 
 @pytest.mark.skipif(sys.platform != "linux" or platform.libc_ver()[0] != "glibc", reason="tunes glibc only")
+@pytest.mark.slow  # trains in fresh processes (about 15 s): run by `course.py test --all` and CI
 def test_tuned_allocator_reuses_freed_memory():
     # In a fresh process each: the tuning is process-wide. By default, freed activation buffers (up to 12 MiB
     # at batch 128) go back to the OS and cost one fault per 4 KiB page when asked for again; tuned, they are

@@ -177,6 +177,19 @@ def build(mode: str, out: Path, only: list[str]) -> int:
         JUPYTER_PREFER_ENV_PATH="1",  # the kernel of this environment, not one from the user's folders
         PYDEVD_DISABLE_FILE_VALIDATION="1",  # no debugger warning in the pages
     )
+    if (
+        mode == "smoke"
+    ):  # as the tests do (conftest.py): a stand-in for each dataset missing here, said loudly
+        from course_machinery.standins import write_standins
+        from course_utils._setup import data_dir
+
+        standins = out / "stand-in-data"
+        made = write_standins(data_dir(), standins)
+        if made:
+            env["COURSE_DATA_DIR"] = str(standins)
+            print(
+                f"!!! SMOKE MODE: SYNTHETIC stand-ins for {', '.join(made)} (missing here) in {standins} !!!"
+            )
     print(f"building the site in {mode} mode: {len(lessons)} lesson(s), cache {cache}", flush=True)
     start = time.monotonic()
     # -W: a warning (a broken reference, an output that cannot render, a failed notebook) fails the build.

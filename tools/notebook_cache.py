@@ -3,7 +3,7 @@
 jupyter-cache (the cache MyST-NB uses) matches a notebook by its code cells alone: markdown cells do not count,
 so the student edition (the same code cells, no solution cells) finds the run of the full notebook and vice
 versa. What the code cells compute also depends on what is around them: smoke or full mode, the installed
-packages, ``course_utils`` itself, which datasets are present and whether the pretrained ResNet18 weights are.
+packages, ``course_utils`` and ``course_machinery`` themselves, which datasets are present and whether the pretrained ResNet18 weights are.
 All of that goes into the cache's folder name (:func:`fingerprint`), so a change there means a new cache and a
 fresh run, never a page that shows numbers from another setup.
 """
@@ -66,7 +66,7 @@ def fingerprint(mode: str) -> str:
             parts.append(f"{name}=={importlib.metadata.version(name)}")
         except importlib.metadata.PackageNotFoundError:
             parts.append(f"{name} absent")
-    for path in sorted((ROOT / "course_utils").rglob("*.py")):
+    for path in sorted([*(ROOT / "course_utils").rglob("*.py"), *(ROOT / "course_machinery").rglob("*.py")]):
         parts.append(f"{path.relative_to(ROOT)}:{hashlib.sha256(path.read_bytes()).hexdigest()}")
     data = _data_dir()
     parts.append(f"data {data}: {sorted(p.name for p in data.iterdir()) if data.is_dir() else 'absent'}")
