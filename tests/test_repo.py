@@ -150,6 +150,7 @@ def test_badges_point_at_this_notebook(path):
     assert f"@{ref}" in setup.source and "torch" not in setup.source.split("package =")[1].split("\n")[0]
 
 
+@pytest.mark.slow  # runs pip's resolver (about 4 s): run by `course.py test --all` and CI
 def test_pip_part_of_environment_yml_installs(tmp_path):
     # What Binder/conda run for the pip section (`pip install -e .`), resolved without installing anything.
     result = subprocess.run(
