@@ -10,9 +10,9 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE / "_ext"))  # the site's own extension, course_site.py
 sys.path.insert(0, str(ROOT / "tools"))
-import notebook_headers  # noqa: E402
+import course_address  # noqa: E402
 
-REPO, REF = notebook_headers.repository()  # "owner/name" and the release tag the notebooks' badges use
+REPO, REF = course_address.repository()  # "owner/name" and the release tag the notebooks' badges use
 MODE = os.environ.get("COURSE_SITE_MODE", "full")  # set by tools/build_site.py: "smoke" or "full"
 
 project = "Convolutional neural networks with PyTorch"
@@ -30,8 +30,8 @@ myst_heading_anchors = 3
 # traceback lexer expects (it then colours them as plain text, which is fine).
 suppress_warnings = ["myst.header", "misc.highlighting_failure"]
 
-# Execution: every notebook through the cache; a cell that raises fails the build unless it is tagged
-# raises-exception (the cells that fail on purpose, as in nbval and JupyterLab).
+# Execution: every notebook through the cache (nbclient); any cell that raises fails the build, as "Run all" in
+# Colab or VS Code would stop there (cells that show an error on purpose catch it and print it).
 nb_execution_mode = "cache"
 nb_execution_cache_path = os.environ.get(
     "COURSE_SITE_CACHE", str(ROOT / "build" / "cache" / f"{MODE}-manual")

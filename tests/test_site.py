@@ -34,6 +34,7 @@ from typing import Any
 
 import nbformat
 import pytest
+from support import shown_error
 
 pytest.importorskip("sphinx", reason="Sphinx is not installed (pip install -e '.[dev]' installs it)")
 pytest.importorskip("myst_nb", reason="MyST-NB is not installed (pip install -e '.[dev]' installs it)")
@@ -142,6 +143,21 @@ def test_lesson_page_says_how_it_ran_and_keeps_solutions_folded(site, notebook):
     assert 'class="course-launch-colab" href="https://colab.research.google.com/github/' in text
     for link in re.findall(r'href="(https://(?:colab\.research\.google\.com|mybinder\.org)[^"]*)"', text):
         assert html.unescape(link).endswith(f"notebooks/{name}"), link
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_intended_errors_are_printed_and_no_cell_raised(site, notebook):
+    """The build runs each notebook with nbclient, errors not allowed and no tag honoured (none is set: see
+    test_repo.py), as "Run all" in Colab or VS Code would: the cells that show an error print it and go on."""
+    words = html.unescape(re.sub(r"<[^>]+>", "", _page(site, notebook).read_text()))
+    assert "Traceback (most recent call last)" not in words
+    cells = nbformat.read(notebook, as_version=4).cells
+    for name in {shown_error(c) for c in cells} - {None}:
+        expected = sum(shown_error(c) == name for c in cells)
+        printed = re.findall(rf"^{name}: (?!{{error}})\S", words, re.MULTILINE)
+        assert len(printed) >= expected, (
+            f"{notebook.stem} shows {len(printed)} {name} line(s), wants {expected}"
+        )
 
 
 class _Resources(html.parser.HTMLParser):

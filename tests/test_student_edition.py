@@ -131,7 +131,7 @@ def test_student_edition_runs_top_to_bottom_in_smoke_mode(path, edition, request
         (i, o.get("ename"))
         for i, cell in enumerate(nb.cells)
         for o in cell.get("outputs", [])
-        if o.get("output_type") == "error" and "raises-exception" not in cell.metadata.get("tags", [])
+        if o.get("output_type") == "error"
     ]
     assert not errors, f"cells raised: {errors}"
     checks = _exercise_checks(nb)

@@ -28,8 +28,8 @@ from pathlib import Path
 import nbformat
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import course_address  # noqa: E402
 import notebook_cache  # noqa: E402
-import notebook_headers  # noqa: E402
 
 ROOT = notebook_cache.ROOT
 CONF = ROOT / "site"
@@ -100,7 +100,7 @@ def stage(src: Path, lessons: list[Path]) -> None:
             rebuilds only what changed).
         lessons: The notebooks to include.
     """
-    repo, ref = notebook_headers.repository()
+    repo, ref = course_address.repository()
     staged = {f"notebooks/{p.name}" for p in lessons} | set(PAGES)
     files: dict[str, str] = {}
     for path in lessons:
@@ -108,7 +108,7 @@ def stage(src: Path, lessons: list[Path]) -> None:
         for cell in nb.cells:  # markdown only: code cells (what the cache matches) stay as they are
             if cell.cell_type == "markdown":
                 lines = [
-                    launch_links(line) if notebook_headers.MARKER in line else line
+                    launch_links(line) if course_address.MARKER in line else line
                     for line in cell.source.split("\n")
                 ]
                 cell.source = rewrite_links("\n".join(lines), f"notebooks/{path.name}", staged, ref, repo)

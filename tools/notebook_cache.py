@@ -103,7 +103,7 @@ def cached(path: Path, cache: Path) -> bool:
 def execute(path: Path, mode: str, cwd: Path) -> tuple[nbformat.NotebookNode, float, bool]:
     """The notebook at ``path`` with outputs: from the cache when its code cells ran before, else run now.
 
-    A run that ends in an error (from a cell not tagged ``raises-exception``) is not cached.
+    A run that ends in an error is not cached (no cell may raise: those that show an error print it).
 
     Args:
         path: The notebook file.

@@ -26,7 +26,7 @@ from pathlib import Path
 import nbformat
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import notebook_headers  # noqa: E402
+import course_address  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "build" / "student"
@@ -84,8 +84,8 @@ def point_badges_at(nb: nbformat.NotebookNode, name: str, repo: str, ref: str) -
     """Point the launch badges of ``nb`` (file name ``name``) at ``repo`` and ``ref``, in place."""
     lines = nb.cells[0].source.split("\n")
     for index, line in enumerate(lines):
-        if notebook_headers.MARKER in line:
-            lines[index] = notebook_headers.badge_line(name, repo, ref)
+        if course_address.MARKER in line:
+            lines[index] = course_address.badge_line(name, repo, ref)
     nb.cells[0].source = "\n".join(lines)
 
 

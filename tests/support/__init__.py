@@ -1,9 +1,13 @@
-"""Helpers used only by the tests (never shipped to learners): where the real datasets are, and whether."""
+"""Helpers used only by the tests (never shipped to learners): where the real datasets are, and the cells that
+show an error on purpose."""
 
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from course_utils._setup import data_dir
 
@@ -17,3 +21,33 @@ def has_real(name: str) -> bool:
     from course_utils.data import dataset_status
 
     return dataset_status(REAL_DATA).get(name, False)
+
+
+# A cell that shows an error on purpose catches it and prints it (no front end's `raises-exception` tag: Colab and
+# VS Code stop "Run all" at the first error whatever the tags say). Such a cell is tagged `shows-error`, and its
+# output must hold the printed line, so a demonstration that stops failing is noticed.
+SHOWS_ERROR = "shows-error"
+_CAUGHT = re.compile(r"^except (\w+) as error:", re.MULTILINE)
+
+
+def shown_error(cell: Mapping[str, Any]) -> str | None:
+    """The name of the error a ``shows-error`` cell catches and prints (None for any other cell).
+
+    Raises:
+        ValueError: The cell is tagged but does not catch one named error in the course's way.
+    """
+    if SHOWS_ERROR not in cell.get("metadata", {}).get("tags", []):
+        return None
+    source = cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
+    names = _CAUGHT.findall(source)
+    if len(names) != 1 or f'print(f"{names[0]}: {{error}}")' not in source:
+        raise ValueError(f"a {SHOWS_ERROR} cell must catch one named error and print it, got:\n{source}")
+    return names[0]
+
+
+def missing_error_line(cell: Mapping[str, Any], text: str) -> str | None:
+    """Why ``text`` (a run's output of ``cell``) lacks the error the cell shows; None if it is there or not due."""
+    name = shown_error(cell)
+    if name is None or re.search(rf"^{name}: \S", text, re.MULTILINE):
+        return None
+    return f"the cell should print the {name} it demonstrates, but printed:\n{text[-500:] or '(nothing)'}"
