@@ -6,16 +6,17 @@ import re
 import subprocess
 import sys
 import tomllib
+import urllib.parse
 import zipfile
 from pathlib import Path
 
 import nbformat
 import pytest
 import yaml
+from support import missing_error_line, shown_error
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
-CONDA_TO_PIP = {"pytorch": "torch"}
 
 
 def _name(requirement: str) -> str:
@@ -31,6 +32,39 @@ def test_notebook_is_stored_without_outputs(path):
     nb = nbformat.read(path, as_version=4)
     dirty = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and (c.outputs or c.execution_count)]
     assert not dirty, f"{path.name}: cells {dirty} have outputs; run python tools/strip_outputs.py"
+
+
+# Tags through which only some front ends let "Run all" go past a failing cell (JupyterLab, nbval, nbclient);
+# Colab and VS Code ignore them and stop at the first error.
+FRONT_END_ONLY_TAGS = {"raises-exception", "skip-execution"}
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_no_cell_relies_on_a_front_end_to_go_past_an_error(path):
+    nb = nbformat.read(path, as_version=4)
+    tagged = [
+        (i, sorted(FRONT_END_ONLY_TAGS & set(c.metadata.get("tags", [])))) for i, c in enumerate(nb.cells)
+    ]
+    assert not [t for t in tagged if t[1]], (
+        f"cells relying on a front end's tag: {[t for t in tagged if t[1]]}"
+    )
+    for cell in nb.cells:
+        shown_error(cell)  # a shows-error cell catches one named error and prints it (raises otherwise)
+
+
+def test_intended_errors_are_shown_and_checked():
+    shown = [shown_error(c) for p in NOTEBOOKS for c in nbformat.read(p, as_version=4).cells]
+    assert len([s for s in shown if s]) >= 10, "the lessons show at least ten errors on purpose"
+    bad = {"cell_type": "code", "metadata": {"tags": ["shows-error"]}, "source": "1 / 0"}
+    with pytest.raises(ValueError, match="must catch one named error"):
+        shown_error(bad)
+    cell = {
+        "cell_type": "code",
+        "metadata": {"tags": ["shows-error"]},
+        "source": 'try:\n    1 / 0\nexcept ZeroDivisionError as error:\n    print(f"ZeroDivisionError: {error}")',
+    }
+    assert missing_error_line(cell, "ZeroDivisionError: division by zero\n") is None
+    assert "should print the ZeroDivisionError" in missing_error_line(cell, "")
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -75,17 +109,37 @@ def test_ruff_is_clean(command):
     assert result.returncode == 0, f"run: ruff {' '.join(command)} (without --check to fix)\n" + result.stdout
 
 
-def test_environment_yml_matches_pyproject():
-    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+def _pip_section(path: Path) -> list[str]:
+    env = yaml.safe_load(path.read_text())
+    assert env["dependencies"][:2] == ["python=3.11", "pip"] and "conda-forge" in env["channels"]
+    return next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+
+
+def test_conda_and_binder_environments_pin_the_lock_versions():
+    """What repo2docker (Binder) and conda read: the lock's versions of everything the notebooks need."""
+    result = subprocess.run(
+        [sys.executable, "tools/environment_files.py", "--check"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert result.returncode == 0, "stale: run python tools/environment_files.py\n" + result.stdout
+    lock = {
+        _name(ln): ln
+        for ln in (ROOT / "requirements-lock.txt").read_text().splitlines()
+        if ln and not ln.startswith("#")
+    }
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    assert "conda-forge" in env["channels"]
-    conda = [d for d in env["dependencies"] if isinstance(d, str)]
-    assert "python=3.11" in conda
-    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
-    assert pip == ["-e ."], "the pip section installs this package"
-    conda_names = {CONDA_TO_PIP.get(_name(d), _name(d)) for d in conda} - {"python", "pip"}
     wanted = {_name(d) for d in project["dependencies"] + project["optional-dependencies"]["lab"]}
-    assert conda_names == wanted
+    binder = _pip_section(ROOT / "binder" / "environment.yml")
+    assert {_name(p) for p in binder} == wanted and all(p == lock[_name(p)] for p in binder)
+    assert _pip_section(ROOT / "environment.yml") == [*binder, "-e ."]
+    # Binder's image layer must not change with each commit: no local file, no package, in its environment...
+    assert not [p for p in binder if p.startswith(("-e", "-r", ".", "/"))]
+    # ...and the package comes afterwards, without touching the pinned dependencies.
+    post_build = ROOT / "binder" / "postBuild"
+    assert "pip install --no-cache-dir --no-deps -e ." in post_build.read_text()
+    assert post_build.stat().st_mode & 0o111, "binder/postBuild must be executable"
+    assert not (ROOT / "binder" / "requirements.txt").exists(), (
+        "repo2docker would read it beside environment.yml"
+    )
 
 
 def test_lock_file_pins_every_dependency():
@@ -118,21 +172,39 @@ def test_ci_runs_the_readme_test_command():
 
 def test_badges_and_colab_cells_are_current():
     result = subprocess.run(
-        [sys.executable, "tools/notebook_headers.py", "--check"], cwd=ROOT, capture_output=True, text=True
+        [sys.executable, "tools/course_address.py", "--check"], cwd=ROOT, capture_output=True, text=True
     )
-    assert result.returncode == 0, (
-        "stale launch badges: run python tools/notebook_headers.py\n" + result.stdout
-    )
+    assert result.returncode == 0, "stale launch badges: run python tools/course_address.py\n" + result.stdout
+
+
+def test_a_fork_changes_one_setting_and_every_address_follows():
+    sys.path.insert(0, str(ROOT / "tools"))
+    import course_address
+
+    assert course_address.update_documents("me/my-course", "v9.9.9", write=False) == [
+        "README.md",
+        "docs/teaching.md",
+    ]
+    link = urllib.parse.urlparse(course_address.nbgitpuller_link("me/my-course", "v9.9.9"))
+    query = urllib.parse.parse_qs(link.query)
+    # nbgitpuller merges origin/<branch> on every later click: a branch at the release, never a bare tag.
+    assert query == {
+        "repo": ["https://github.com/me/my-course"],
+        "branch": ["release/v9.9.9"],
+        "urlpath": ["lab/tree/my-course/notebooks/01_convolution_basics.ipynb"],
+    }
+    cell = course_address.colab_cell_source("me/my-course", "v9.9.9")
+    assert '"git+https://github.com/me/my-course@v9.9.9"' in cell
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_badges_point_at_this_notebook(path):
     sys.path.insert(0, str(ROOT / "tools"))
     try:
-        import notebook_headers
+        import course_address
     finally:
         sys.path.pop(0)
-    repo, ref = notebook_headers.repository()
+    repo, ref = course_address.repository()
     nb = nbformat.read(path, as_version=4)
     badge_lines = [ln for ln in nb.cells[0].source.splitlines() if "colab-badge.svg" in ln]
     # A line that starts with an HTML comment is an HTML block in Markdown: the badges would show as raw text.
@@ -152,9 +224,11 @@ def test_badges_point_at_this_notebook(path):
 
 @pytest.mark.slow  # runs pip's resolver (about 4 s): run by `course.py test --all` and CI
 def test_pip_part_of_environment_yml_installs(tmp_path):
-    # What Binder/conda run for the pip section (`pip install -e .`), resolved without installing anything.
+    # What conda runs for environment.yml's pip section (Binder: the same pins, then postBuild's `-e .`),
+    # resolved without installing anything.
+    pins = [p for p in _pip_section(ROOT / "environment.yml") if not p.startswith("-e")]
     result = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--dry-run", "-e", str(ROOT)],
+        [sys.executable, "-m", "pip", "install", "--dry-run", *pins, "-e", str(ROOT)],
         capture_output=True,
         text=True,
         timeout=300,
