@@ -50,6 +50,8 @@ SCRIPT = textwrap.dedent(
     raises("labels on the CPU", lambda: nn.functional.cross_entropy(outputs, labels), "mixes tensors")
     raises("comparing predictions on two devices", lambda: outputs.argmax(1).cpu() == labels.to(device), "__eq__")
     raises("NumPy from the device", lambda: outputs.detach().numpy(), "call .cpu() first")
+    raises("a CPU tensor indexed on the device", lambda: labels[outputs.argmax(1)], "indexes a tensor on the CPU")
+    raises("stacking a CPU scalar with a device one", lambda: torch.stack([outputs.sum(), labels.sum()]), "stack")
 
     # What works on a GPU runtime works here: a training step, an optimizer, copies, moves, 0-dim CPU scalars.
     loss = nn.functional.cross_entropy(outputs, labels.to(device))
@@ -60,6 +62,7 @@ SCRIPT = textwrap.dedent(
     assert all(audit.on_device(p) for p in twin.parameters()), "a deep copy stays on the device"
     assert all(audit.on_device(p.grad) for p in model.parameters())
     twin(images * torch.tensor(2.0))  # a 0-dimensional CPU tensor mixes with device tensors, as in CUDA
+    assert outputs[labels % 8].shape == (8, 10)  # a device tensor takes CPU indices
     host = images.cpu()
     assert audit.on_device(images) and not audit.on_device(host), ".cpu() is a new tensor; the old one stays"
     assert host.numpy().shape == (8, 1, 28, 28)
@@ -76,4 +79,4 @@ def test_the_simulated_accelerator_raises_where_cuda_would_and_only_there():
         [sys.executable, "-c", SCRIPT, str(TESTS)], capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.count("caught:") == 4 and result.stdout.strip().endswith("all good"), result.stdout
+    assert result.stdout.count("caught:") == 6 and result.stdout.strip().endswith("all good"), result.stdout

@@ -1,12 +1,17 @@
 #!/usr/bin/env python3
-"""Write (or check) each notebook's launch badges and its Colab-only install cell, from pyproject.toml.
+"""Write (or check) every place that names the course's address, from pyproject.toml.
 
 The repository URL lives in one place, ``[project.urls] Repository`` in pyproject.toml, and the release ref
-is ``v{project.version}``: the badges open the notebook at that tag on Colab and Binder, and the Colab cell
-installs ``course_utils`` from the same tag, so notebook and package always match. Publish a release by
-tagging it: ``git tag v0.1.0 && git push --tags``.
+is ``v{project.version}``. From them come: each notebook's Colab and Binder badges (the notebook at that tag)
+and its Colab set-up cell (which installs ``course_utils`` from the same tag, so notebook and package always
+match); the README's clone command and quoted set-up failure; the teacher's guide's hub install line and
+nbgitpuller link; the website (``site/conf.py`` and ``tools/build_site.py`` call :func:`repository`). A fork
+changes the URL in pyproject.toml and runs this one command. Publish a release by tagging it and, for
+nbgitpuller (which merges ``origin/<branch>`` on every later click, so it needs a branch, not a tag), pushing
+the branch ``release/v<version>`` at the same commit:
+``git tag v0.1.0 && git branch release/v0.1.0 v0.1.0 && git push origin v0.1.0 release/v0.1.0``.
 
-Usage: python tools/notebook_headers.py [--check]   (--check: change nothing, exit 1 if a notebook is stale)
+Usage: python tools/course_address.py [--check]   (--check: change nothing, exit 1 if a file is stale)
 """
 
 from __future__ import annotations
@@ -47,13 +52,21 @@ def badge_line(notebook: str, repo: str, ref: str) -> str:
     )
 
 
+def torch_floor() -> str:
+    """The oldest torch pyproject.toml accepts (``torch>=X``)."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    return next(d.split(">=")[1].strip() for d in project["dependencies"] if re.match(r"torch\s*>=", d))
+
+
 def colab_cell_source(repo: str, ref: str) -> str:
     """The Colab-only set-up cell: installs course_utils at the release tag (or ``COURSE_PACKAGE``), keeps torch."""
+    floor = torch_floor()
+    major_minor = tuple(int(n) for n in floor.split(".")[:2])
     return (
-        "# On Google Colab only: install the course's helper package at this release (Colab's own torch and\n"
-        "# torchvision are kept) and keep datasets in /content/data, which Colab's file browser shows. To install\n"
-        "# from elsewhere (a fork, a branch, a teacher's copy, a wheel or a folder), run first, for example:\n"
-        "#   %env COURSE_PACKAGE=git+https://github.com/YOU/cnn-course@main\n"
+        "# On Google Colab only: install the course's helper package at this release, without touching Colab's own\n"
+        "# torch and torchvision (--no-deps: Colab has every package it needs), and keep datasets in /content/data,\n"
+        "# which Colab's file browser shows. To install from elsewhere (a fork, a branch, a teacher's copy, a wheel\n"
+        "# or a folder), run first, for example:   %env COURSE_PACKAGE=git+https://github.com/YOU/cnn-course@main\n"
         "# Elsewhere (your computer, Binder, a JupyterHub) this cell does nothing.\n"
         "import os\n"
         "import subprocess\n"
@@ -62,19 +75,28 @@ def colab_cell_source(repo: str, ref: str) -> str:
         'if "google.colab" in sys.modules:\n'
         f'    package = os.environ.get("COURSE_PACKAGE") or "git+https://github.com/{repo}@{ref}"\n'
         '    os.environ.setdefault("COURSE_DATA_DIR", "/content/data")\n'
-        '    pip = [sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", package]\n'
-        "    done = subprocess.run(pip, capture_output=True, text=True)\n"
+        '    pip = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--disable-pip-version-check"]\n'
+        "    done = subprocess.run([*pip, package], capture_output=True, text=True)\n"
         "    if done.returncode != 0:\n"
         "        said = [line.strip() for line in done.stderr.splitlines() if line.strip()]\n"
         '        why = next((line for line in said if line.startswith(("fatal:", "ERROR:"))), said[-1] if said else "")\n'
-        "        raise SystemExit(\n"
-        '            f"Could not install the course package from {package} ({why}). Check the network and the "\n'
+        "\n"
+        "        class SetupFailed(Exception):  # shown as its one line, without a traceback\n"
+        "            def _render_traceback_(self):\n"
+        '                return [f"SetupFailed: {self}"]\n'
+        "\n"
+        "        raise SetupFailed(\n"
+        '            f"could not install the course package from {package} ({why}). Check the network and the "\n'
         '            "address, or set COURSE_PACKAGE (see above), then run this cell again."\n'
         "        )\n"
+        "    import importlib\n"
         "    from importlib.metadata import version\n"
         "\n"
-        '    installed, data = version("course-utils"), os.environ["COURSE_DATA_DIR"]\n'
-        '    print(f"course-utils {installed} installed from {package}; data in {data}")'
+        "    importlib.invalidate_caches()\n"
+        '    installed, torch_version, data = version("course-utils"), version("torch"), os.environ["COURSE_DATA_DIR"]\n'
+        '    print(f"course-utils {installed} installed from {package}; torch {torch_version}; data in {data}")\n'
+        f'    if tuple(int(n) for n in torch_version.split("+")[0].split(".")[:2]) < {major_minor}:\n'
+        f'        print(f"Colab\'s torch {{torch_version}} is older than {floor}, the oldest this course is tested with.")'
     )
 
 
@@ -104,6 +126,15 @@ def documents(repo: str, ref: str) -> list[tuple[str, re.Pattern[str], str]]:
             "README.md",
             re.compile(r"git clone https://github\.com/[\w.-]+/[\w.-]+?\.git && cd [\w.-]+"),
             f"git clone https://github.com/{repo}.git && cd {name}",
+        ),
+        (  # the Colab cell's failure, quoted as an example
+            "README.md",
+            re.compile(
+                r"course package from git\+https://github\.com/[\w.-]+/[\w.-]+@[\w./-]+ \(fatal: unable to access "
+                r"'https://github\.com/[\w.-]+/[\w.-]+/'"
+            ),
+            f"course package from git+https://github.com/{repo}@{ref} (fatal: unable to access "
+            f"'https://github.com/{repo}/'",
         ),
         (
             "docs/teaching.md",

@@ -58,6 +58,8 @@ def fingerprint(mode: str) -> str:
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     parts = [mode, platform.python_version(), platform.machine()]
+    if os.environ.get("COURSE_DEVICE_AUDIT") == "1":  # the tests' simulated accelerator: other outputs
+        parts.append("device audit")
     # The packages the notebooks run on (pyproject's dependencies) and the kernel; not the site's own tools.
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     for requirement in [*project["dependencies"], "ipykernel"]:

@@ -32,11 +32,13 @@ _MOVES = {
     Tensor.cpu,
     Tensor.cuda,
     Tensor.copy_,
-    Tensor.__getitem__,
-    Tensor.__setitem__,
     Tensor.__deepcopy__,
     torch._has_compatible_shallow_copy_type,
 }
+# Indexing: a device tensor takes CPU indices; a CPU tensor takes no device index or value.
+_INDEXING = {Tensor.__getitem__, Tensor.__setitem__}
+# Operations that take no 0-dimensional CPU tensor beside device tensors (elementwise ones do, as in CUDA).
+_SAME_DEVICE_ONLY = {torch.cat, torch.stack, torch.concat, torch.hstack, torch.vstack}
 _LIKE_SELF = {Tensor.__deepcopy__}  # the result is where the tensor itself is (deepcopy's memo holds others)
 _TO_NUMPY = {Tensor.numpy, Tensor.__array__}
 # Attributes (torch hands the mode their getters and setters): a gradient or .data lives where its tensor does.
@@ -49,8 +51,12 @@ def _attribute(func: object) -> tuple[object, str] | tuple[None, None]:
     return (getattr(func, "__self__", None), name) if name in ("__get__", "__set__") else (None, None)
 
 
-class DeviceMismatch(RuntimeError):
-    """The code would mix the GPU and the CPU on a GPU runtime."""
+class DeviceMismatch(Exception):
+    """The code would mix the GPU and the CPU on a GPU runtime.
+
+    Not a RuntimeError (CUDA's error is one): a cell that catches a RuntimeError on purpose, to show it, must not
+    hide a device mix-up as well.
+    """
 
 
 def on_device(tensor: torch.Tensor) -> bool:
@@ -97,8 +103,15 @@ class SimulatedAccelerator(TorchFunctionMode):
                 "can't convert a tensor on the GPU to a NumPy array (a plot or .numpy() of a device tensor): "
                 "call .cpu() first"
             )
-        if there and func not in _MOVES:
-            here = [t for t in tensors if not on_device(t) and t.dim() > 0]
+        if func in _INDEXING:  # a CPU tensor indexed with, or assigned, tensors on the device
+            if not on_device(args[0]) and there:
+                raise DeviceMismatch(
+                    f"{func.__name__} indexes a tensor on the CPU ({_shape(args[0])}) with tensors on the GPU: on a "
+                    "GPU runtime this fails ('indices should be either on cpu or on the same device as the indexed "
+                    "tensor'). Move them to one device (.to(device))."
+                )
+        elif there and func not in _MOVES:
+            here = [t for t in tensors if not on_device(t) and (t.dim() > 0 or func in _SAME_DEVICE_ONLY)]
             if here:
                 name = getattr(func, "__name__", str(func))
                 raise DeviceMismatch(
@@ -109,9 +122,7 @@ class SimulatedAccelerator(TorchFunctionMode):
         result = func(*args, **kwargs)
         target = on_device(args[0]) if func in _LIKE_SELF else _target(func, args, kwargs)
         if target is not None and result is args[0] and on_device(result) != target:
-            result = result.view_as(
-                result
-            )  # x.cpu() of a device tensor is a new tensor: x stays where it was
+            result = result.view_as(result)  # x.cpu() of a device tensor is new: x stays where it was
         _mark(result, bool(there) if target is None else target)
         return result
 
@@ -176,11 +187,19 @@ def kernel_startup(folder: Path) -> dict[str, str]:
     startup = folder / "profile_default" / "startup"
     startup.mkdir(parents=True, exist_ok=True)
     support = Path(__file__).resolve().parent.parent
-    (startup / "00-device-audit.py").write_text(
-        "import sys\n"
-        f"sys.path.insert(0, {str(support)!r})\n"
-        "from support import device_audit\n"
-        "device_audit.install()\n"
-        "del sys.path[0]\n"
+    (startup / "00-device-audit.py").write_text(  # leaves no name in the notebook's namespace
+        "def _course_device_audit():\n"
+        "    import sys\n"
+        f"    sys.path.insert(0, {str(support)!r})\n"
+        "    try:\n"
+        "        from support import device_audit\n"
+        "\n"
+        "        device_audit.install()\n"
+        "    finally:\n"
+        f"        sys.path.remove({str(support)!r})\n"
+        "\n"
+        "\n"
+        "_course_device_audit()\n"
+        "del _course_device_audit\n"
     )
-    return {"IPYTHONDIR": str(folder)}
+    return {"IPYTHONDIR": str(folder), "COURSE_DEVICE_AUDIT": "1"}
