@@ -302,7 +302,7 @@ CELLS_STATE = """() => {
     const images = [...cell.node.querySelectorAll('.jp-OutputArea-output img')];
     const outputArea = cell.node.querySelector('.jp-OutputArea');
     return {
-      index, type: model.type, tags: model.getMetadata('tags') || [],
+      index, type: model.type, tags: model.getMetadata('tags') || [], course: model.getMetadata('course') || {},
       count: model.type === 'code' ? model.executionCount : null,
       prompt: prompt ? prompt.innerText.trim() : '',
       source: model.sharedModel.getSource(),
@@ -408,7 +408,10 @@ def _check_cells(cells: list[dict[str, Any]]) -> list[str]:
         if cell["errors"]:
             problems.append(f"unexpected error in {_describe(cell)}")
         elif cell["count"] is not None:  # a cell that shows an error on purpose must print it, not raise it
-            as_stored = {"metadata": {"tags": cell["tags"]}, "source": cell["source"]}
+            as_stored = {
+                "metadata": {"tags": cell["tags"], "course": cell["course"]},
+                "source": cell["source"],
+            }
             if problem := missing_error_line(as_stored, cell["text"]):
                 problems.append(f"cell {cell['index']}: {problem}")
         for text in cell["widgetErrors"]:

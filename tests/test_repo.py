@@ -58,13 +58,21 @@ def test_intended_errors_are_shown_and_checked():
     bad = {"cell_type": "code", "metadata": {"tags": ["shows-error"]}, "source": "1 / 0"}
     with pytest.raises(ValueError, match="must catch one named error"):
         shown_error(bad)
+    with pytest.raises(ValueError, match="must say in metadata"):
+        shown_error(
+            {
+                **bad,
+                "source": 'try:\n    1 / 0\nexcept ZeroDivisionError as error:\n    print(f"ZeroDivisionError: {error}")',
+            }
+        )
     cell = {
         "cell_type": "code",
-        "metadata": {"tags": ["shows-error"]},
+        "metadata": {"tags": ["shows-error"], "course": {"error_says": "division by zero"}},
         "source": 'try:\n    1 / 0\nexcept ZeroDivisionError as error:\n    print(f"ZeroDivisionError: {error}")',
     }
     assert missing_error_line(cell, "ZeroDivisionError: division by zero\n") is None
     assert "should print the ZeroDivisionError" in missing_error_line(cell, "")
+    assert missing_error_line(cell, "ZeroDivisionError: something else\n")  # another failure in the same try
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)

@@ -34,7 +34,7 @@ from typing import Any
 
 import nbformat
 import pytest
-from support import shown_error
+from support import error_says, shown_error
 
 pytest.importorskip("sphinx", reason="Sphinx is not installed (pip install -e '.[dev]' installs it)")
 pytest.importorskip("myst_nb", reason="MyST-NB is not installed (pip install -e '.[dev]' installs it)")
@@ -158,6 +158,9 @@ def test_intended_errors_are_printed_and_no_cell_raised(site, notebook):
         assert len(printed) >= expected, (
             f"{notebook.stem} shows {len(printed)} {name} line(s), wants {expected}"
         )
+    for cell in cells:
+        if shown_error(cell):
+            assert error_says(cell) in words, f"{notebook.stem}: the page lacks {error_says(cell)!r}"
 
 
 class _Resources(html.parser.HTMLParser):

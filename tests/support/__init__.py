@@ -24,8 +24,9 @@ def has_real(name: str) -> bool:
 
 
 # A cell that shows an error on purpose catches it and prints it (no front end's `raises-exception` tag: Colab and
-# VS Code stop "Run all" at the first error whatever the tags say). Such a cell is tagged `shows-error`, and its
-# output must hold the printed line, so a demonstration that stops failing is noticed.
+# VS Code stop "Run all" at the first error whatever the tags say). Such a cell is tagged `shows-error` and says, in
+# its metadata (`course.error_says`), a piece of the message it must print; a run's output must hold that line, so a
+# demonstration that stops failing, or fails for another reason (a device mix-up inside the same `try`), is noticed.
 SHOWS_ERROR = "shows-error"
 _CAUGHT = re.compile(r"^except (\w+) as error:", re.MULTILINE)
 
@@ -34,7 +35,8 @@ def shown_error(cell: Mapping[str, Any]) -> str | None:
     """The name of the error a ``shows-error`` cell catches and prints (None for any other cell).
 
     Raises:
-        ValueError: The cell is tagged but does not catch one named error in the course's way.
+        ValueError: The cell is tagged but does not catch one named error in the course's way, or does not say
+            what the message must contain.
     """
     if SHOWS_ERROR not in cell.get("metadata", {}).get("tags", []):
         return None
@@ -42,12 +44,24 @@ def shown_error(cell: Mapping[str, Any]) -> str | None:
     names = _CAUGHT.findall(source)
     if len(names) != 1 or f'print(f"{names[0]}: {{error}}")' not in source:
         raise ValueError(f"a {SHOWS_ERROR} cell must catch one named error and print it, got:\n{source}")
+    if not error_says(cell):
+        raise ValueError(
+            f"a {SHOWS_ERROR} cell must say in metadata course.error_says what it prints:\n{source}"
+        )
     return names[0]
+
+
+def error_says(cell: Mapping[str, Any]) -> str:
+    """The piece of the message a ``shows-error`` cell must print ("" if it says none)."""
+    return cell.get("metadata", {}).get("course", {}).get("error_says", "")
 
 
 def missing_error_line(cell: Mapping[str, Any], text: str) -> str | None:
     """Why ``text`` (a run's output of ``cell``) lacks the error the cell shows; None if it is there or not due."""
     name = shown_error(cell)
-    if name is None or re.search(rf"^{name}: \S", text, re.MULTILINE):
+    if name is None or re.search(rf"^{name}: .*{re.escape(error_says(cell))}", text, re.MULTILINE):
         return None
-    return f"the cell should print the {name} it demonstrates, but printed:\n{text[-500:] or '(nothing)'}"
+    return (
+        f"the cell should print the {name} it demonstrates, with {error_says(cell)!r}, but printed:\n"
+        f"{text[-500:] or '(nothing)'}"
+    )
