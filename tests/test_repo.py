@@ -117,6 +117,12 @@ def test_ruff_is_clean(command):
     assert result.returncode == 0, f"run: ruff {' '.join(command)} (without --check to fix)\n" + result.stdout
 
 
+def _lock_lines() -> list[str]:
+    """The lines of requirements-lock.txt that pin a package."""
+    lines = (ROOT / "requirements-lock.txt").read_text().splitlines()
+    return [ln for ln in lines if ln and not ln.startswith("#")]
+
+
 def _pip_section(path: Path) -> list[str]:
     env = yaml.safe_load(path.read_text())
     assert env["dependencies"][:2] == ["python=3.11", "pip"] and "conda-forge" in env["channels"]
@@ -129,11 +135,7 @@ def test_conda_and_binder_environments_pin_the_lock_versions():
         [sys.executable, "tools/environment_files.py", "--check"], cwd=ROOT, capture_output=True, text=True
     )
     assert result.returncode == 0, "stale: run python tools/environment_files.py\n" + result.stdout
-    lock = {
-        _name(ln): ln
-        for ln in (ROOT / "requirements-lock.txt").read_text().splitlines()
-        if ln and not ln.startswith("#")
-    }
+    lock = {_name(ln): ln for ln in _lock_lines()}
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     wanted = {_name(d) for d in project["dependencies"] + project["optional-dependencies"]["lab"]}
     binder = _pip_section(ROOT / "binder" / "environment.yml")
@@ -152,11 +154,7 @@ def test_conda_and_binder_environments_pin_the_lock_versions():
 
 def test_lock_file_pins_every_dependency():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    lines = [
-        ln
-        for ln in (ROOT / "requirements-lock.txt").read_text().splitlines()
-        if ln and not ln.startswith("#")
-    ]
+    lines = _lock_lines()
     pins = {_name(ln): ln.split("==")[1] for ln in lines}
     assert all("==" in ln for ln in lines)
     assert pins["torch"] == "2.15.0" and pins["torchvision"] == "0.29.2"

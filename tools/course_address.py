@@ -154,16 +154,16 @@ def documents(repo: str, ref: str) -> list[tuple[str, re.Pattern[str], str]]:
 
 def update_documents(repo: str, ref: str, write: bool) -> list[str]:
     """Bring the README's and the teacher's guide's addresses up to date; return the stale files."""
-    stale = []
-    for file in sorted({f for f, _, _ in documents(repo, ref)}):
+    stale, rules = [], documents(repo, ref)
+    for file in sorted({f for f, _, _ in rules}):
         path = ROOT / file
-        text = new = path.read_text()
-        for name, pattern, replacement in documents(repo, ref):
+        old = new = path.read_text()
+        for name, pattern, replacement in rules:
             if name == file:
                 if not pattern.search(new):
                     raise SystemExit(f"{file}: found no {pattern.pattern!r} to keep up to date")
-                new = pattern.sub(lambda _, text=replacement: text, new)
-        if new != text:
+                new = pattern.sub(lambda _, wanted=replacement: wanted, new)  # taken as it is, no \1 escapes
+        if new != old:
             stale.append(file)
             if write:
                 path.write_text(new)

@@ -20,9 +20,8 @@ import torch
 from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten
 
-DEVICE = torch.device(
-    "cpu", 0
-)  # "the accelerator": a CPU device that compares unequal to torch.device("cpu")
+# "The accelerator": a CPU device that compares unequal to torch.device("cpu").
+DEVICE = torch.device("cpu", 0)
 _TAG = "_course_on_device"
 
 Tensor = torch.Tensor
@@ -81,9 +80,8 @@ def _target(func: object, args: tuple, kwargs: dict) -> bool | None:
         device = torch._C._nn._parse_to(*args[1:], **{k: v for k, v in kwargs.items() if k != "copy"})[0]
         return None if device is None else device == DEVICE
     device = kwargs.get("device")
-    if (
-        device is not None and func not in _MOVES
-    ):  # a factory: torch.zeros(..., device=...), torch.tensor(...)
+    # A factory: torch.zeros(..., device=...), torch.tensor(..., device=...).
+    if device is not None and func not in _MOVES:
         return torch.device(device) == DEVICE
     return None
 
