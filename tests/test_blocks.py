@@ -1,5 +1,5 @@
 """Lesson 06's own code (MLP, ResidualBlock, SmallResNet, make_net, shift_images: the notebook's lesson-code
-cells) and the lesson's checks."""
+cells)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from support import has_real
 from torch import nn
 
 import course_utils as cu
-from course_machinery import checks
 from course_machinery.lessons import NOTEBOOKS, lesson_code
 
 ns = lesson_code("06")  # what notebook 06's lesson-code cells define, as the learner's notebook defines it
@@ -126,108 +125,15 @@ def test_the_lessons_residual_block_comes_after_the_exercise_it_answers():
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Checks
+# The lesson's exercise checks (course_machinery/checks/lesson06.py) are tested in test_exercises_06.py.
 # ---------------------------------------------------------------------------------------------------------
-class _NoShortcut(nn.Module):
-    def __init__(self, cin: int, cout: int, stride: int = 1) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1)
-        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1)
-        self.proj = nn.Conv2d(cin, cout, 1, stride) if (cin != cout or stride != 1) else None
+def test_the_lessons_own_classes_do_not_pass_the_exercises_that_ask_for_them():
+    from support.exercises import rejected
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(self.conv2(F.relu(self.conv1(x))))  # the projection is built but never added
+    from course_machinery.checks import lesson06
 
-
-class _AlwaysProjects(ns.ResidualBlock):
-    def __init__(self, cin: int, cout: int, stride: int = 1) -> None:
-        super().__init__(cin, cout, stride)
-        self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
-
-
-class _IgnoresStride(ns.ResidualBlock):
-    def __init__(self, cin: int, cout: int, stride: int = 1) -> None:
-        super().__init__(cin, cout, 1)
-
-
-class _NeverProjects(ns.ResidualBlock):
-    def __init__(self, cin: int, cout: int, stride: int = 1) -> None:
-        super().__init__(cin, cout, stride)
-        self.shortcut = nn.Identity()
-
-
-class _Skeleton(nn.Module):  # the exercise cell as the learner finds it
-    def __init__(self, cin: int, cout: int, stride: int = 1) -> None:
-        super().__init__()
-        ...
-
-    def forward(self, x: torch.Tensor) -> None: ...
-
-
-def _one_line(capsys: pytest.CaptureFixture[str]) -> str:
-    out = capsys.readouterr().out
-    assert out.count("\n") == 1, out
-    return out
-
-
-def test_check_residual_block_passes_the_right_block(capsys):
-    assert checks.check_residual_block(ns.ResidualBlock)
-    assert _one_line(capsys).startswith("✅")
-
-
-@pytest.mark.parametrize(
-    ("block_cls", "says"),
-    [
-        (_NoShortcut, "no gradient reaches the input"),
-        (_AlwaysProjects, "should be the identity"),
-        (_IgnoresStride, "the stride should divide"),
-        (_NeverProjects, "project it"),
-        (ns.ResidualBlock(16, 16), "not an instance"),
-        (None, "no answer yet"),
-        (_Skeleton, "no answer yet"),
-    ],
-    ids=[
-        "no-shortcut",
-        "always-projects",
-        "ignores-stride",
-        "never-projects",
-        "instance",
-        "placeholder",
-        "skeleton",
-    ],
-)
-def test_check_residual_block_fails_wrong_blocks_with_one_line_and_no_expected_shape(capsys, block_cls, says):
-    assert not checks.check_residual_block(block_cls)
-    line = _one_line(capsys)
-    assert line.startswith("❌") and says in line
-    assert "(2, 32, 4, 4)" not in line and "4x4" not in line  # the expected output shape is never shown
-
-
-def test_check_time_to_accuracy_passes_reaches_and_fails_slow_or_weak_models(digits, capsys):
-    train_loader, val_loader = digits
-    torch.manual_seed(0)
-    kwargs = {"epochs": 2, "lr": 3e-3}
-    model = ns.MLP(hidden=(64,))  # learns the synthetic digits in seconds
-    assert checks.check_time_to_accuracy(model, train_loader, val_loader, target=0.5, seconds=120, **kwargs)
-    assert _one_line(capsys).startswith("✅")
-    assert all(p.grad is None for p in model.parameters())  # the learner's model was not trained
-    assert not checks.check_time_to_accuracy(
-        model, train_loader, val_loader, target=0.5, seconds=1e-3, **kwargs
-    )
-    assert "budget" in _one_line(capsys)
-    weak = ns.MLP(hidden=())
-    assert not checks.check_time_to_accuracy(weak, train_loader, val_loader, target=1.0, seconds=60, **kwargs)
-    assert "below the 100.0% target" in _one_line(capsys)
-    assert not checks.check_time_to_accuracy(None, train_loader, val_loader, target=0.5, seconds=60, **kwargs)
-    assert "no answer yet" in _one_line(capsys)
-    assert not checks.check_time_to_accuracy(
-        ns.SmallResNet(in_channels=3), train_loader, val_loader, target=0.5, seconds=60, **kwargs
-    )
-    assert "training raised" in _one_line(capsys)
-    assert not checks.check_time_to_accuracy(
-        model, train_loader, val_loader, target=0.5, seconds=60, epochs=1.5, lr=1e-3
-    )
-    assert "whole number" in _one_line(capsys)
+    rejected(lesson06.residual_block, ns.ResidualBlock)
+    rejected(lesson06.my_resnet, ns.SmallResNet, ns.ResidualBlock)
 
 
 @pytest.mark.realdata
