@@ -1,5 +1,6 @@
-"""Tests for cu.distributed (sharding, fit's checks), lesson 08's exercise checks, and cu.fit under torchrun in 2 CPU
-processes (course_machinery.ddp_worker, started by course_machinery.launch)."""
+"""Tests for cu.distributed (sharding, fit's checks) and cu.fit under torchrun in 2 CPU processes
+(course_machinery.ddp_worker, started by course_machinery.launch). Lesson 08's exercise checks are tested in
+test_exercises_08.py."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 import course_utils as cu
-from course_machinery import checks, ddp_worker
+from course_machinery import ddp_worker
 from course_machinery.launch import LaunchResult, launch
 from course_utils import distributed
 from course_utils._loop import CHECK_EVERY
@@ -132,46 +133,6 @@ def test_fit_in_several_processes_refuses_a_plain_model_and_a_padded_validation_
 
 def test_without_torchrun_this_is_the_one_and_main_process():
     assert distributed.world_size() == 1 and distributed.rank() == 0 and distributed.is_main_process()
-
-
-# ---------------------------------------------------------------------------------------------------------
-# The checks of notebook 08
-# ---------------------------------------------------------------------------------------------------------
-SCALING = {"batch_per_process": 64, "processes": 4, "base_batch": 256, "base_lr": 0.1, "accumulation": 2}
-
-
-@pytest.mark.parametrize(
-    ("batch", "lr", "passes", "says"),
-    [
-        (None, None, False, "no answer yet"),
-        (512, 0.2, True, "Correct"),
-        (64, 0.1, False, "one process's batch"),
-        (256, 0.1, False, "accumulated micro-batches"),
-        (512, 0.1, False, "changes the learning rate"),
-        (512, 0.1 * 2**0.5, False, "square-root rule"),
-        ("512", 0.2, False, "two numbers"),
-    ],
-)
-def test_check_scaling(capsys, batch, lr, passes, says):
-    verdict = checks.check_scaling(batch, lr, **SCALING)
-    out = capsys.readouterr().out
-    assert bool(verdict) is passes and says in out and out.count("\n") == 1
-    assert passes or lr == 0.2 or "0.2" not in out  # the expected learning rate is never shown
-
-
-def test_check_same_weights(capsys):
-    torch.manual_seed(0)
-    model = cu.SimpleCNN()
-    reference = {k: v.clone() for k, v in model.state_dict().items()}
-    assert checks.check_same_weights(model, reference, atol=1e-6, hint="h")
-    with torch.no_grad():
-        model.fc.bias += 0.01
-    assert not checks.check_same_weights(model, reference, atol=1e-6, hint="Try again.")
-    assert not checks.check_same_weights(None, reference, atol=1e-6, hint="h")
-    assert not checks.check_same_weights(nn.Linear(2, 2), reference, atol=1e-6, hint="h")
-    lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 4 and lines[0].startswith("✅") and "Try again." in lines[1]
-    assert all(line.startswith("❌") for line in lines[1:])
 
 
 # ---------------------------------------------------------------------------------------------------------
