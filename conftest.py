@@ -24,7 +24,13 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent / "tests"))  # the test-only helpers: `support`
 
 # Tests that `python3 course.py test` leaves to `--all` and CI: they build or drive whole tools (minutes each).
-EXTENDED = {"test_browser.py", "test_site.py", "test_student_edition.py", "test_benchmarks.py"}
+EXTENDED = {
+    "test_browser.py",
+    "test_site.py",
+    "test_student_edition.py",
+    "test_grading.py",
+    "test_benchmarks.py",
+}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

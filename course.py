@@ -10,8 +10,10 @@ known-good packages from ``requirements-lock.txt`` plus this repository's ``cour
   benchmarks and the slow real-data runs (CI runs them all, see ``.ci/run``); other arguments go to pytest;
 - ``site``: builds the course website into ``build/site/html`` (every notebook executed in full mode, with a
   cache; ``--smoke`` for a quick check, ``--only 01 02`` for some lessons);
-- ``student``: writes the student edition (the notebooks without solutions) into ``build/student``
-  (``--zip`` for a zip file to hand out);
+- ``student``: writes the student edition (nbgrader's release of every notebook: solutions and hidden tests
+  removed) into ``build/student`` (``--zip`` for a zip file to hand out);
+- ``grade SUBMISSIONS --lesson NN``: grades a class's submitted notebooks of one lesson with nbgrader (each in a
+  fresh kernel, with time limits) into ``build/grades/grades.csv`` and the feedback to hand back;
 - ``setup``: only sets up the environment; ``check``: prints the environment report (versions, device, data).
 
 Only the Python standard library is used here, so it runs with any Python 3.11+ on Linux, macOS and Windows.
@@ -56,7 +58,7 @@ def setup() -> Path:
 
 def main(argv: list[str]) -> int:
     command = argv[0] if argv else "help"
-    if command not in {"lab", "test", "setup", "check", "site", "student"}:
+    if command not in {"lab", "test", "setup", "check", "site", "student", "grade"}:
         print(__doc__)
         return 0 if command in {"help", "-h", "--help"} else 2
     python = setup()
@@ -75,8 +77,8 @@ def main(argv: list[str]) -> int:
         args = [str(python), "-c", "import course_utils as cu; cu.environment_report(); cu.get_device()"]
     elif command == "site":
         args = [str(python), str(ROOT / "tools" / "build_site.py"), *argv[1:]]
-    elif command == "student":
-        args = [str(python), str(ROOT / "tools" / "student_edition.py"), *argv[1:]]
+    elif command in {"student", "grade"}:
+        args = [str(python), str(ROOT / "tools" / "classroom.py"), command, *argv[1:]]
     else:
         print(f"Environment ready: {python}")
         return 0

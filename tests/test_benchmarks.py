@@ -20,6 +20,7 @@ CASES = {
     "bench_data.py": ["--repeats", "1"],
     "bench_ddp.py": ["--images", "512", "--epochs", "1", "--timeout", "300"],
     "bench_fit_overhead.py": ["--images", "512", "--repeats", "1"],
+    "bench_grading.py": ["--students", "1"],
     "bench_feature_cache.py": ["--epochs", "1"],
     "bench_time_to_accuracy.py": ["--epochs", "1", "--runs", "1", "--source-epochs", "0"],
 }
