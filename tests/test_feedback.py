@@ -73,10 +73,79 @@ def test_typed_as_literal_tells_a_typed_value_from_a_computed_one(source, typed)
 
 
 def test_typed_as_literal_reads_the_kernels_input_history():
-    check = "from course_machinery.checks._feedback import typed_as_literal\nprint(typed_as_literal('answer'))"
+    check = (
+        "from course_machinery.checks._feedback import typed_as_literal\nprint(typed_as_literal('answer'))"
+    )
     assert in_ipython("answer = (1, 2)", check).strip() == "True"
     assert in_ipython("import math\nanswer = math.floor(2.5)", check).strip() == "False"
     assert in_ipython("answer = math_is_not_needed = 3", "answer = sorted([2, 1])", check).strip() == "False"
+
+
+@pytest.mark.parametrize(
+    "cells",
+    [
+        ["answer = None", "(answer := tuple(range(3)))"],
+        ["answer = ()", "answer += tuple(range(3))"],
+        ["answer = (0, 0)", "globals().update(answer=tuple(range(2)))"],
+        ["answer = (0, 0)", "globals()['answer'] = (1, 1)"],
+        ["answer = None", "for answer in [tuple(range(2))]: pass"],
+        ["answer = None", "exec('answer = tuple(range(2))')"],
+        ["answer, _ = tuple(range(2)), 0"],
+        ["answer = None", "if True:\n    answer = tuple(range(2))"],
+        ["x = 1"],
+    ],
+    ids=[
+        "walrus",
+        "augmented",
+        "globals-update",
+        "globals-item",
+        "loop",
+        "exec",
+        "unpacked",
+        "nested",
+        "never",
+    ],
+)
+def test_typed_as_literal_refuses_a_value_that_reached_the_name_another_way(cells):
+    check = (
+        "from course_machinery.checks._feedback import typed_as_literal\nprint(typed_as_literal('answer'))"
+    )
+    assert in_ipython(*cells, check).strip().splitlines()[-1] == "False"
+
+
+def test_typed_as_literal_accepts_arithmetic_typed_by_hand():
+    check = (
+        "from course_machinery.checks._feedback import typed_as_literal\nprint(typed_as_literal('answer'))"
+    )
+    for cell in (
+        "answer = 1 + 3 + 5 + 7",
+        "answer = (4, 16, (32 + 2 - 5) // 2 + 1, 9)",
+        "answer, other = 2 * 512, 3",
+    ):
+        assert in_ipython(cell, "print(answer)", check).strip().splitlines()[-1] == "True", cell
+
+
+def test_watch_calls_sees_threads_and_an_answer_that_switches_it_off_or_reads_the_checks_frames():
+    import sys
+    from concurrent.futures import ThreadPoolExecutor
+
+    def helper():
+        return 1
+
+    with watch_calls({"helper": helper}) as seen:
+        ThreadPoolExecutor(1).submit(helper).result()
+    assert seen == {"helper"}
+    with watch_calls({"helper": helper}) as seen:
+        sys.setprofile(None)
+        helper()
+    assert "sys.setprofile" in seen
+    with watch_calls({}) as seen:
+        sys._getframe(0)
+    assert seen == {"sys._getframe"}
+    x, w = torch.randn(1, 1, 5, 5), torch.randn(1, 1, 3, 3)
+    with watch_calls({}, ops={"convolution": "a convolution"}) as seen:
+        torch.ops.aten.conv2d(x, w)  # below every Python route
+    assert seen == {"a convolution"}
 
 
 def test_watch_calls_sees_a_function_however_it_is_reached():

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import gc
+import inspect
 import io
 import math
 import sys
+import threading
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -137,86 +141,195 @@ def grade(check: Callable[..., Verdict], *args: Any, **kwargs: Any) -> None:
         verdict = check(*args, hidden=True, **kwargs)
     if not verdict:
         lines = [line for line in buffer.getvalue().splitlines() if line.strip()]
-        raise AssertionError(lines[-1] if lines else f"{getattr(check, '__name__', 'the check')} did not pass")
+        raise AssertionError(
+            lines[-1] if lines else f"{getattr(check, '__name__', 'the check')} did not pass"
+        )
 
 
-def _assigned_value(source: str, name: str) -> ast.expr | None:
-    """The expression last assigned to ``name`` at the top level of ``source`` (None when it is not assigned)."""
+_ARITHMETIC = (ast.Add, ast.Sub, ast.Mult, ast.Div, ast.FloorDiv, ast.Mod, ast.Pow, ast.UAdd, ast.USub)
+# Calls that can bind a name without naming it as an assignment target.
+_INDIRECT = {"exec", "eval", "globals", "locals", "vars", "setattr", "__import__", "compile"}
+
+
+def _typed(node: ast.expr) -> bool:
+    """A value typed by hand: numbers, strings, None/True/False, tuples and lists of them, arithmetic on numbers."""
+    if isinstance(node, ast.Constant):
+        return True
+    if isinstance(node, (ast.Tuple, ast.List)):
+        return all(_typed(e) for e in node.elts)
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, _ARITHMETIC):
+        return _typed(node.operand)
+    if isinstance(node, ast.BinOp) and isinstance(node.op, _ARITHMETIC):
+        return _typed(node.left) and _typed(node.right)
+    return False
+
+
+def _binding(source: str, name: str) -> tuple[bool, ast.expr | None] | None:
+    """How ``source`` last binds ``name``: (True, value) for a plain top-level ``name = value`` (a tuple target with a
+    tuple of values counts, element by element), (False, None) for any other way (a call's result unpacked, a
+    loop, a walrus, ``+=``, a nested block, ``globals()``/``exec``), None when it does not bind ``name``."""
     try:
         tree = ast.parse(source)
     except SyntaxError:
         return None
-    value = None
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == name for t in node.targets):
-            value = node.value
-        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.target.id == name:
-            value = node.value
-    return value
+    stores = [
+        n for n in ast.walk(tree) if isinstance(n, ast.Name) and n.id == name and isinstance(n.ctx, ast.Store)
+    ]
+    indirect = name in source and any(
+        isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id in _INDIRECT
+        for n in ast.walk(tree)
+    )
+    indirect |= any(isinstance(n, ast.keyword) and n.arg == name for n in ast.walk(tree))
+    if indirect:
+        return False, None
+    if not stores:
+        return None
+    last = None
+    for node in tree.body:  # a plain assignment at the top level, the last that binds the name
+        if isinstance(node, ast.Assign) and len(node.targets) == 1:
+            target, value = node.targets[0], node.value
+            if isinstance(target, ast.Name) and target.id == name:
+                last = value
+            elif (
+                isinstance(target, ast.Tuple)
+                and isinstance(value, ast.Tuple)
+                and len(target.elts) == len(value.elts)
+            ):
+                for t, v in zip(target.elts, value.elts, strict=True):
+                    if isinstance(t, ast.Name) and t.id == name:
+                        last = v
+    plain_stores = [
+        n
+        for n in ast.walk(
+            ast.Module(body=[b for b in tree.body if isinstance(b, ast.Assign)], type_ignores=[])
+        )
+        if isinstance(n, ast.Name) and n.id == name and isinstance(n.ctx, ast.Store)
+    ]
+    if last is None or len(plain_stores) != len(stores):
+        return (
+            False,
+            None,
+        )  # bound somewhere else too: in a loop, a block, by a walrus or an augmented assignment
+    return True, last
 
 
 def typed_as_literal(name: str, source: str | None = None) -> bool | None:
-    """Whether the answer ``name`` was typed as a value (``(4, 8, 16, 16)``, ``0.25``), not computed by a call.
+    """Whether the answer ``name`` was typed as a value (``(4, 8, 16, 16)``, ``0.25``, ``2 * 512``), not computed.
 
-    A prediction is a value the learner writes down before running anything; ``tuple(layer(x).shape)`` is not one.
-    ``source`` is the code that assigned the answer; without it, the kernel's input history (IPython's ``In``, kept
-    in every Jupyter front end and in nbgrader's runs) is searched for the latest cell that assigns ``name``.
-    Returns None where there is no history to read (plain Python), so the check then judges the value alone.
+    A prediction is a value the learner writes down before running anything; ``tuple(layer(x).shape)`` is not one,
+    nor is a value that reaches the name another way (a loop, a walrus, ``globals()``, ``exec``). ``source`` is the
+    code that assigned the answer; without it, the kernel's input history (IPython's ``In``, kept in every Jupyter
+    front end and in nbgrader's runs) is searched for the latest cell that binds ``name``, and the value the name
+    holds now must be the one typed there. Returns None where there is no history to read (plain Python), so the
+    check then judges the value alone.
     """
-    if source is None:
-        try:
-            history = get_ipython().user_ns.get("In", [])  # type: ignore[name-defined]  # noqa: F821
-        except NameError:
-            return None
-        for cell in reversed(history[:-1]):  # the last entry is the check cell that is running now
-            if _assigned_value(cell, name) is not None:
-                source = cell
-                break
-        else:
-            return None
-    value = _assigned_value(source, name)
-    if value is None:
-        return None
+    if source is not None:
+        found = _binding(source, name)
+        return None if found is None else found[0] and _typed(found[1])
     try:
-        ast.literal_eval(value)
-    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-        return False
-    return True
+        namespace = get_ipython().user_ns  # type: ignore[name-defined]  # noqa: F821
+    except NameError:
+        return None
+    for cell in reversed(
+        namespace.get("In", [])[:-1]
+    ):  # the last entry is the check cell that is running now
+        found = _binding(cell, name)
+        if found is None:
+            continue
+        plain, value = found
+        if not plain or not _typed(value):
+            return False
+        try:
+            typed = eval(compile(ast.Expression(value), "<typed>", "eval"), {"__builtins__": {}})
+        except Exception:  # e.g. 1 / 0 typed by hand
+            return False
+        return same(namespace.get(name), typed)  # nothing rebound it since, by any route
+    return False  # there is a history, but the answer was never typed in it
+
+
+# Calls no answer needs, only an answer that inspects or switches off the check that runs it: each is reported as
+# seen (so the check refuses the answer) whatever the check watches for.
+_META = {
+    "sys.setprofile": sys.setprofile,
+    "sys.settrace": sys.settrace,
+    "sys._getframe": sys._getframe,
+    "inspect.currentframe": inspect.currentframe,
+    "inspect.stack": inspect.stack,
+    "gc.get_objects": gc.get_objects,
+    "gc.get_referrers": gc.get_referrers,
+}
+
+
+_LIBRARIES = tuple(
+    {
+        sys.prefix,
+        sys.base_prefix,
+        sys.exec_prefix,
+        str(Path(__file__).resolve().parents[2] / "course_utils"),
+        str(Path(__file__).resolve().parents[1]),
+    }
+)
+
+
+def _library(frame: Any) -> bool:
+    """Whether ``frame`` runs code of Python, torch, the course's packages (not code a learner wrote)."""
+    filename = frame.f_code.co_filename if frame is not None else ""
+    return filename.startswith(_LIBRARIES) or filename.startswith("<frozen")
 
 
 @contextlib.contextmanager
-def watch_calls(targets: dict[str, Any]) -> Iterator[set[str]]:
+def watch_calls(targets: dict[str, Any], ops: dict[str, str] | None = None) -> Iterator[set[str]]:
     """Within the block, note which of ``targets`` (name -> function) the code calls, however it reaches them.
 
     Python functions are recognised by their code object (an alias, a wrapper or a method that calls them is
     seen too); built-in functions (``torch.conv2d``, which ``F.conv2d`` is) by identity, and torch functions also
-    through torch's function hook, so ``x.unfold(...)`` or ``F.conv2d`` inside ``nn.Conv2d`` are seen. Yields the
-    set of names called, filled in as the block runs. A check uses it to refuse an answer that calls the very
-    function an exercise asks the learner to write.
+    through torch's function hook, so ``x.unfold(...)`` or ``F.conv2d`` inside ``nn.Conv2d`` are seen. ``ops``
+    (ATen operator name -> name to report, e.g. ``{"convolution": "a convolution"}``) are watched where every torch
+    computation ends, below any Python route to them (``torch.ops.aten.*``, private functions, a disabled hook).
+    An answer that inspects the check's frames or switches the watching off is reported under the name of what it
+    called (``sys.setprofile``, ``sys._getframe``, ...). Yields the set of names called, filled in as the block
+    runs. A check uses it to refuse an answer that calls the very function an exercise asks the learner to write.
     """
     from torch.overrides import TorchFunctionMode
+    from torch.utils._python_dispatch import TorchDispatchMode
 
-    codes = {getattr(f, "__code__", None): name for name, f in targets.items()}
+    watched = {**targets, **_META}
+    codes = {getattr(f, "__code__", None): name for name, f in watched.items()}
     codes.pop(None, None)
-    builtins = {id(f): name for name, f in targets.items() if not hasattr(f, "__code__")}
+    builtins = {id(f): name for name, f in watched.items() if not hasattr(f, "__code__")}
     seen: set[str] = set()
 
     def profile(frame: Any, event: str, arg: Any) -> None:
         if event == "call" and frame.f_code in codes:
-            seen.add(codes[frame.f_code])
+            name = codes[frame.f_code]
+            if name not in _META or not _library(frame.f_back):
+                seen.add(name)
         elif event == "c_call" and id(arg) in builtins:
-            seen.add(builtins[id(arg)])
+            name = builtins[id(arg)]
+            if name not in _META or not _library(frame):
+                seen.add(name)
 
-    class _Mode(TorchFunctionMode):
+    class _Functions(TorchFunctionMode):
         def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
             if id(func) in builtins:
                 seen.add(builtins[id(func)])
             return func(*args, **(kwargs or {}))
 
-    previous = sys.getprofile()
+    class _Operators(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+            name = func.overloadpacket.__name__
+            if name in (ops or {}):
+                seen.add(ops[name])
+            return func(*args, **(kwargs or {}))
+
+    previous, previous_threads = sys.getprofile(), threading.getprofile()
     sys.setprofile(profile)
+    threading.setprofile(profile)  # threads the answer starts are watched too
     try:
-        with _Mode():
+        with _Functions(), _Operators() if ops else contextlib.nullcontext():
             yield seen
     finally:
+        if sys.getprofile() is not profile:
+            seen.add("sys.setprofile")
         sys.setprofile(previous)
+        threading.setprofile(previous_threads)

@@ -135,28 +135,8 @@ _BY_HAND = (ast.Tuple, ast.List, ast.BinOp, ast.UnaryOp, ast.Constant, ast.opera
 
 
 def _typed_by_hand(name: str) -> bool | None:
-    """Whether ``name`` was typed as a value or as arithmetic on typed numbers (``(4, 8, (30 - 2) // 2, 7)``).
-
-    ``typed_as_literal`` accepts values only; a prediction worked out by hand may keep its arithmetic, but a call
-    (running the layer, a helper) or a name (a variable the notebook computed) is not a prediction. None where
-    there is no input history to read (plain Python).
-    """
-    literal = typed_as_literal(name)
-    if literal is None or literal:
-        return literal
-    try:
-        history = get_ipython().user_ns.get("In", [])  # type: ignore[name-defined]  # noqa: F821
-    except NameError:
-        return None
-    value = next(
-        (v for cell in reversed(history[:-1]) if (v := _last_assignment(cell, name)) is not None), None
-    )
-    if value is None:
-        return None
-    nodes = list(ast.walk(value))
-    return all(isinstance(node, _BY_HAND) for node in nodes) and all(
-        type(node.value) in (int, float) for node in nodes if isinstance(node, ast.Constant)
-    )
+    """Whether ``name`` was typed as a value or as arithmetic on typed numbers (see ``typed_as_literal``)."""
+    return typed_as_literal(name)
 
 
 def _fresh_conv(*args: Any, **kwargs: Any) -> nn.Conv2d:

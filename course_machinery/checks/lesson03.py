@@ -18,7 +18,19 @@ from torch import nn
 
 from course_utils import _loop, _models
 
-from ._feedback import NOT_YET, Verdict, failed, grade, number, passed, raised, same, unanswered, watch_calls
+from ._feedback import (
+    NOT_YET,
+    Verdict,
+    failed,
+    grade,
+    number,
+    passed,
+    raised,
+    same,
+    typed_as_literal,
+    unanswered,
+    watch_calls,
+)
 
 __all__ = ["grade", "bn_params", "batchnorm_train", "dropout_scale", "dropout_by_hand", "val_accuracy"]
 
@@ -27,36 +39,8 @@ __all__ = ["grade", "bn_params", "batchnorm_train", "dropout_scale", "dropout_by
 
 
 def _typed_by_hand(name: str) -> bool | None:
-    """Whether the answer ``name`` was typed as a number or as arithmetic on numbers (``2 * 8``, ``1 / 0.5``).
-
-    A prediction is worked out, not measured: a call (building the layer, running it) or a name is refused. The
-    cell that assigned ``name`` is found in the kernel's input history, as ``typed_as_literal`` does; None where
-    there is no history (plain Python), so the check then judges the value alone.
-    """
-    try:
-        history = get_ipython().user_ns.get("In", [])  # type: ignore[name-defined]  # noqa: F821
-    except NameError:
-        return None
-    for cell in reversed(history[:-1]):  # the last entry is the check cell that is running now
-        try:
-            tree = ast.parse(cell)
-        except SyntaxError:
-            continue
-        value = None
-        for node in tree.body:
-            if isinstance(node, ast.Assign) and any(
-                isinstance(t, ast.Name) and t.id == name for t in node.targets
-            ):
-                value = node.value
-            elif (
-                isinstance(node, ast.AnnAssign)
-                and isinstance(node.target, ast.Name)
-                and node.target.id == name
-            ):
-                value = node.value
-        if value is not None:
-            return _arithmetic(value)
-    return None
+    """Whether ``name`` was typed as a value or as arithmetic on typed numbers (see ``typed_as_literal``)."""
+    return typed_as_literal(name)
 
 
 def _arithmetic(node: ast.expr) -> bool:
