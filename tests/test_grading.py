@@ -40,7 +40,13 @@ def test_answers_that_reach_into_the_checks_are_flagged():
         cells=[*released.cells, nbformat.v4.new_code_cell("x = checks_done == 3")]
     )
     assert classroom._tampering(honest, released) == ""
-    for line in ("checks.grade = print", "setattr(checks, 'grade', print)", "sys.modules['x'] = None"):
+    for line in (
+        "checks.grade = print",
+        "setattr(checks, 'grade', print)",
+        "sys.modules['x'] = None",
+        "sys.setprofile(None)",
+        "frame = error.__traceback__.tb_frame.f_back",
+    ):
         cheat = nbformat.v4.new_notebook(cells=[*released.cells, nbformat.v4.new_code_cell(line)])
         assert classroom._tampering(cheat, released) == line
 

@@ -288,10 +288,13 @@ def _feedback_lines(nb: nbformat.NotebookNode) -> dict[str, str]:
     return lines
 
 
-# What an answer has no reason to do: change the checks (or what they rely on) instead of answering.
+# What an answer has no reason to do: change the checks (or what they rely on) instead of answering, ...
 _TAMPERING = re.compile(
     r"(?:checks|_feedback|course_machinery)[\w.]*\.\w+\s*=(?!=)|\bsetattr\s*\(|\bsys\.modules\b|\bbuiltins\b"
     r"|__import__|\bimportlib\b"
+    # ... or inspect the running check, or switch off its watching of what the answer calls
+    r"|\bsetprofile\b|\bsettrace\b|\b_getframe\b|\bf_back\b|\bf_locals\b|\btb_frame\b|__traceback__"
+    r"|DisableTorchFunction|\bgc\.get_|\bFunctionType\b|__code__"
 )
 
 

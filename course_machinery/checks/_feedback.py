@@ -271,6 +271,12 @@ _LIBRARIES = tuple(
 )
 
 
+def _signature(code: Any) -> tuple:
+    """What a code object does, whatever its name, file or line numbers."""
+    consts = tuple(_signature(c) if hasattr(c, "co_code") else c for c in code.co_consts)
+    return code.co_code, consts, code.co_names, code.co_varnames
+
+
 def _library(frame: Any) -> bool:
     """Whether ``frame`` runs code of Python, torch, the course's packages (not code a learner wrote)."""
     filename = frame.f_code.co_filename if frame is not None else ""
@@ -294,14 +300,24 @@ def watch_calls(targets: dict[str, Any], ops: dict[str, str] | None = None) -> I
     from torch.utils._python_dispatch import TorchDispatchMode
 
     watched = {**targets, **_META}
-    codes = {getattr(f, "__code__", None): name for name, f in watched.items()}
-    codes.pop(None, None)
+    # A Python function is known by what its code does (bytes, constants, names), so a copy made with
+    # types.FunctionType(code.replace(...)) or a re-compiled copy of its source is known too.
+    codes = {_signature(f.__code__): name for name, f in watched.items() if hasattr(f, "__code__")}
     builtins = {id(f): name for name, f in watched.items() if not hasattr(f, "__code__")}
     seen: set[str] = set()
 
+    known: dict[int, tuple[Any, str | None]] = {}  # id(code) -> (code, name): each code is looked at once
+
     def profile(frame: Any, event: str, arg: Any) -> None:
-        if event == "call" and frame.f_code in codes:
-            name = codes[frame.f_code]
+        if event == "call":
+            code = frame.f_code
+            if id(code) not in known:
+                known[id(code)] = (
+                    code,
+                    codes.get(_signature(code)),
+                )  # the code is kept, so its id stays its own
+            name = known[id(code)][1]
+        if event == "call" and name is not None:
             if name not in _META or not _library(frame.f_back):
                 seen.add(name)
         elif event == "c_call" and id(arg) in builtins:
