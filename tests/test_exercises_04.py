@@ -4,6 +4,8 @@ edition's code) and refuses realistic ways of passing without understanding."""
 from __future__ import annotations
 
 import re
+import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,7 @@ import torch
 from support.exercises import accepted, rejected
 from torch import nn
 from torchvision.models import resnet18
+from torchvision.ops.misc import FrozenBatchNorm2d
 
 import course_utils as cu
 from course_machinery.checks import lesson04 as checks
@@ -86,6 +89,28 @@ def test_e1_the_other_repair_is_accepted():
     accepted(checks.feature_extractor, unfreeze_the_head_again)
 
 
+def _frozen_batchnorm(module: nn.Module) -> nn.Module:
+    """``module`` with each BatchNorm2d replaced by an equal FrozenBatchNorm2d (what cu.resnet18_transfer does)."""
+    if isinstance(module, nn.BatchNorm2d):
+        frozen = FrozenBatchNorm2d(module.num_features, eps=module.eps)
+        for key in ("weight", "bias", "running_mean", "running_var"):
+            getattr(frozen, key).copy_(getattr(module, key).detach())
+        return frozen
+    for name, child in module.named_children():
+        setattr(module, name, _frozen_batchnorm(child))
+    return module
+
+
+def test_e1_frozen_batchnorm_is_accepted():
+    def with_frozen_batchnorm(model: nn.Module, num_classes: int) -> nn.Module:
+        for name, child in model.named_children():  # section 4's advice: the frozen BatchNorm stays fixed too
+            setattr(model, name, _frozen_batchnorm(child.requires_grad_(False)))
+        model.fc = nn.Linear(model.fc.in_features, num_classes)
+        return model
+
+    accepted(checks.feature_extractor, with_frozen_batchnorm)
+
+
 def test_cheat_04_e1():
     def package(model: nn.Module, num_classes: int) -> nn.Module:  # the package's helper does it right
         return cu.resnet18_transfer(num_classes, weights=None, verbose=False)
@@ -150,6 +175,39 @@ def test_cheat_04_e2():
     assert "without building" in rejected(checks.head_parameters, counted)
     rejected(checks.head_parameters, lambda in_features, num_classes: "2565")
 
+    def in_a_thread(in_features: int, num_classes: int) -> int:  # out of sight of a watch on one thread
+        found: list[int] = []
+        worker = threading.Thread(
+            target=lambda: found.append(cu.count_parameters(nn.Linear(in_features, num_classes)))
+        )
+        worker.start()
+        worker.join()
+        return found[0]
+
+    rejected(checks.head_parameters, in_a_thread)
+
+    def unwatched(in_features: int, num_classes: int) -> int:  # the check's profiler switched off first
+        sys.setprofile(None)
+        return cu.count_parameters(nn.Linear(in_features, num_classes))
+
+    assert "reaches past" in rejected(checks.head_parameters, unwatched)
+
+    table = {(512, 5): 2565, (2048, 37): 75813, (512, 1000): 513000, (1280, 10): 12810, (768, 3): 2307}
+    table[(64, 2)] = 130  # every case the check once tried, looked up
+
+    def looked_up(in_features: int, num_classes: int) -> int:
+        return table.get((in_features, num_classes), 0)
+
+    rejected(checks.head_parameters, looked_up)
+
+    def no_biases(in_features: int, num_classes: int) -> int:
+        return in_features * num_classes
+
+    assert "512 features" in rejected(checks.head_parameters, no_biases)  # the visible line names its case
+    with pytest.raises(AssertionError) as graded:
+        checks.grade(checks.head_parameters, no_biases)
+    assert not re.search(r"\d", str(graded.value)), str(graded.value)  # the graded line names no hidden input
+
 
 # --- Exercise 3 (build): fine-tune the blocks you name ------------------------------------------------------------
 
@@ -167,6 +225,17 @@ def test_e3_freezing_by_parameter_names_is_accepted():
         return model
 
     accepted(checks.fine_tuning_model, by_names)
+
+
+def test_e3_frozen_batchnorm_in_the_frozen_blocks_is_accepted():
+    def with_frozen_batchnorm(model: nn.Module, trainable: Sequence[str], num_classes: int) -> nn.Module:
+        for name, child in model.named_children():
+            if name not in trainable:
+                setattr(model, name, _frozen_batchnorm(child.requires_grad_(False)))
+        model.fc = nn.Linear(model.fc.in_features, num_classes)
+        return model
+
+    accepted(checks.fine_tuning_model, with_frozen_batchnorm)
 
 
 def test_cheat_04_e3():
@@ -195,6 +264,33 @@ def test_cheat_04_e3():
         return solution("e1", "feature_extractor")(model, num_classes)  # Exercise 1's answer, blocks ignored
 
     rejected(checks.fine_tuning_model, only_the_head)
+
+    def every_batchnorm_frozen(model: nn.Module, trainable: Sequence[str], num_classes: int) -> nn.Module:
+        for (
+            name,
+            param,
+        ) in model.named_parameters():  # the blocks to fine-tune lose their BatchNorm's training
+            param.requires_grad = name.split(".")[0] in trainable
+        _frozen_batchnorm(model)
+        model.fc = nn.Linear(model.fc.in_features, num_classes)
+        return model
+
+    assert "FrozenBatchNorm2d" in rejected(checks.fine_tuning_model, every_batchnorm_frozen)
+
+    def convolutions_as_buffers(model: nn.Module, trainable: Sequence[str], num_classes: int) -> nn.Module:
+        for name, module in list(
+            model.named_modules()
+        ):  # a frozen conv's weight made a buffer: not BatchNorm
+            if isinstance(module, nn.Conv2d) and name.split(".")[0] not in trainable:
+                weight = module.weight.detach()
+                del module.weight
+                module.register_buffer("weight", weight)
+        for name, param in model.named_parameters():
+            param.requires_grad = name.split(".")[0] in trainable
+        model.fc = nn.Linear(model.fc.in_features, num_classes)
+        return model
+
+    assert "weights" in rejected(checks.fine_tuning_model, convolutions_as_buffers)
 
 
 # --- Exercise 4 (build): two parameter groups ---------------------------------------------------------------------

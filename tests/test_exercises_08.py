@@ -82,6 +82,14 @@ def _running(marker: Path) -> list[int]:
     return found
 
 
+@pytest.fixture(autouse=True)
+def fresh_hints():
+    """Exercise 2's check counts the different wrong predictions of a kernel: each test starts a kernel afresh."""
+    checks._WRONG_PREDICTIONS.clear()
+    yield
+    checks._WRONG_PREDICTIONS.clear()
+
+
 def test_the_student_edition_keeps_every_name_the_checks_use():
     for k, names in {1: ["scaled_setting"], 3: ["train_accumulated"]}.items():
         for name in names:
@@ -163,6 +171,59 @@ def test_cheat_08_e2():
     assert "src" in rejected(checks.predict_collectives, 16, [1, 3, 5, 7], 1)  # broadcast from process 0
 
 
+WAYS_OF_COMPUTING = {
+    "tuple unpacked": (
+        "start = [2.0 * r + 1 for r in range(4)]\n"
+        "after_all_reduce, after_all_gather, after_broadcast = sum(start), start, start[2]\n"
+    ),
+    "an if-block": (
+        "after_all_reduce, after_all_gather, after_broadcast = 0, [0, 0, 0, 0], 0\n"
+        "if True:\n    after_all_reduce = sum(2 * r + 1 for r in range(4))\n"
+        "    after_all_gather = [2 * r + 1 for r in range(4)]\n    after_broadcast = 2 * 2 + 1\n"
+    ),
+    "globals().update": (
+        "start = [2 * r + 1 for r in range(4)]\n"
+        "globals().update(after_all_reduce=sum(start), after_all_gather=start, after_broadcast=start[2])\n"
+    ),
+    "a for-loop": (
+        "after_all_gather = []\nfor r in range(4):\n    after_all_gather = after_all_gather + [2 * r + 1]\n"
+        "for after_all_reduce in [sum(after_all_gather)]:\n    pass\n"
+        "for after_broadcast in after_all_gather[2:3]:\n    pass\n"
+    ),
+}
+
+
+@pytest.mark.parametrize("way", sorted(WAYS_OF_COMPUTING))
+def test_cheat_08_e2_computed_answers(way):
+    cell = WAYS_OF_COMPUTING[way]
+    assert in_ipython(cell, VISIBLE_2).startswith("❌ Not yet: type each prediction")
+    with pytest.raises(AssertionError):
+        in_ipython(cell, GRADED_2)
+
+
+def test_e2_arithmetic_typed_by_hand_is_accepted():
+    typed = "after_all_reduce = 1 + 3 + 5 + 7\nafter_all_gather = [1, 3, 5, 7]\nafter_broadcast = 2 * 2 + 1\n"
+    assert in_ipython(typed, VISIBLE_2).startswith("✅")
+    in_ipython(typed, GRADED_2)  # raises nothing
+
+
+def test_cheat_08_e2_the_check_is_no_oracle():
+    # A loop that hands the check other values than its answer's names hold learns nothing from it...
+    typed = "after_all_reduce = 0\nafter_all_gather = [1, 3, 5, 7]\nafter_broadcast = 5\n"
+    search = (
+        "from course_machinery.checks import lesson08 as checks\n"
+        "for guess in range(1, 21):\n    checks.predict_collectives(guess, after_all_gather, after_broadcast)\n"
+    )
+    lines = in_ipython(typed, search).splitlines()
+    assert len(lines) == 20 and all(line.startswith("❌ Not yet: type each prediction") for line in lines)
+    # ...and after a few different wrong predictions, typed by hand, the hints stop telling them apart.
+    checks._WRONG_PREDICTIONS.clear()
+    first = [rejected(checks.predict_collectives, a, [1, 3, 5, 7], 5) for a in (4.0, 5, 1)]
+    assert "mean" in first[0]
+    later = {rejected(checks.predict_collectives, a, [1, 3, 5, 7], 5) for a in (6, 16.5, 17, 2)}
+    assert len(later) == 1 and "mean" not in later.pop()
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Exercise 3: train_accumulated
 # ---------------------------------------------------------------------------------------------------------
@@ -202,10 +263,46 @@ def _step_each(model, loader, optimizer, loss_fn, accum_steps):
             optimizer.step()
 
 
+def _counted_then_eval(model, loader, optimizer, loss_fn, accum_steps):
+    for images, labels in loader:
+        model.train()
+        model(images[:1])  # a tiny pass in training mode...
+        model.eval()  # ...then the whole batch where a counter of training passes would not look
+        optimizer.zero_grad()
+        loss_fn(model(images), labels).backward()
+        optimizer.step()
+
+
+def _past_the_first_layer(model, loader, optimizer, loss_fn, accum_steps):
+    model.train()
+    for images, labels in loader:
+        model(images[:1])
+        optimizer.zero_grad()
+        loss_fn(
+            model[1:](images.flatten(1)), labels
+        ).backward()  # the layers after the first, the whole batch
+        optimizer.step()
+
+
+def _by_hand(model, loader, optimizer, loss_fn, accum_steps):
+    model.train()
+    for images, labels in loader:
+        model(
+            images[:1]
+        )  # a tiny pass that layers see, then the model's weights used by hand, out of their sight
+        optimizer.zero_grad()
+        hidden = torch.tanh(torch.nn.functional.linear(images.flatten(1), model[1].weight, model[1].bias))
+        loss_fn(torch.nn.functional.linear(hidden, model[3].weight, model[3].bias), labels).backward()
+        optimizer.step()
+
+
 def test_cheat_08_e3():
     assert "whole batch at once" in rejected(checks.train_accumulated, _whole_batch, device="cpu")
     assert "scaling" in rejected(checks.train_accumulated, _unscaled, device="cpu")
     assert "per micro-batch" in rejected(checks.train_accumulated, _step_each, device="cpu")
+    assert "whole batch at once" in rejected(checks.train_accumulated, _counted_then_eval, device="cpu")
+    assert "whole batch at once" in rejected(checks.train_accumulated, _past_the_first_layer, device="cpu")
+    assert "each image once" in rejected(checks.train_accumulated, _by_hand, device="cpu")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -217,6 +314,34 @@ def test_04_placeholder_and_missing_file_start_no_process(tmp_path):
     )
     assert "run the exercise's cell" in rejected(checks.average_gradients, tmp_path / "nothing.py")
     rejected(checks.average_gradients, None)
+
+
+PATCHES = {  # an answer file that patches or reads the check's worker, refused before any process starts
+    "patches the worker": (
+        "import sys\n"
+        'sys.modules["__main__"]._average_trial = lambda average, t: {"grads": [], "weights": []}\n'
+    ),
+    "reads DDP's gradients": (
+        'import sys\n\n\ndef _reference():\n    return sys._getframe(2).f_locals["reference"]\n'
+    ),
+    "looks through the garbage collector": "import gc\n",
+}
+
+
+@pytest.mark.parametrize("patch", sorted(PATCHES))
+def test_cheat_08_e4_the_file_leaves_the_worker_alone(tmp_path, patch):
+    path = written(answer(4), tmp_path, "average_gradients.py")
+    path.write_text(PATCHES[patch] + path.read_text())
+    assert "reaches into the program" in rejected(checks.average_gradients, path)
+    assert not _running(tmp_path)
+    mean_loss = written(answer(5), tmp_path, "mean_loss.py")
+    mean_loss.write_text(PATCHES[patch] + mean_loss.read_text())
+    assert "reaches into the program" in rejected(checks.log_mean_loss, mean_loss)
+
+
+def test_e4_comments_may_name_anything(tmp_path):
+    assert checks._meddling("x = 1  # not sys._getframe, nor gc.collect()\n") is None
+    assert checks._meddling('getattr(sys, "_getframe")\n') == "_getframe"
 
 
 @TORCHRUN
@@ -235,6 +360,16 @@ def test_cheat_08_e4(tmp_path):
     assert two != answer(4)
     line = rejected(checks.average_gradients, written(two, tmp_path, "average_gradients.py"))
     assert "how many" in line
+    # The worker itself, patched in a way no scan of the source names: its functions were bound before the
+    # file ran, and the change is seen.
+    patch = (
+        "import sys as _s\n"
+        '_main = getattr(_s, "mod" + "ules")["__" + "main__"]\n'
+        '_main._average_trial = lambda average, t: {"grads": [], "weights": [], "weights_changed": False}\n'
+    )
+    patched = tmp_path / "patched.py"
+    patched.write_text(patch + answer(4).partition("\n")[2], encoding="utf-8")
+    assert "changes the code of the check" in rejected(checks.average_gradients, patched)
     assert not _running(tmp_path), "a process of the check's launch outlived it"
 
 
@@ -267,4 +402,11 @@ def test_cheat_08_e5(tmp_path):
     alone = BROKEN.replace("        dist.all_reduce(loss)", "        pass")
     assert alone != BROKEN
     assert "mean" in rejected(checks.log_mean_loss, written(alone, tmp_path, "mean_loss.py"))
+    # Every candidate printed at once (the sum, each process's own, the mean): one of them is right.
+    candidates = answer(5).replace(
+        'print(f"mean loss {loss.item() / dist.get_world_size():.3f}", flush=True)',
+        'print(*(f"{loss.item() / n:.3f}" for n in range(1, 5)), flush=True)',
+    )
+    assert candidates != answer(5)
+    assert "one number" in rejected(checks.log_mean_loss, written(candidates, tmp_path, "mean_loss.py"))
     assert not _running(tmp_path), "a process of the check's launch outlived it"

@@ -8,6 +8,12 @@ a few training steps on small random images, what the optimizer holds. Nothing h
 
 from __future__ import annotations
 
+import _thread
+import multiprocessing
+import os
+import random
+import subprocess
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -83,6 +89,12 @@ def _judge_freezing(
     model = _model(kind)
     old_head, in_features = model.fc, model.fc.in_features
     before = {n: p.detach().clone() for n, p in model.named_parameters() if _block(n) != _HEAD}
+    batchnorm = {  # the BatchNorm layers' parameters: a frozen one may hold them as buffers afterwards
+        f"{m}.{k}" if m else k
+        for m, module in model.named_modules()
+        if isinstance(module, nn.modules.batchnorm._BatchNorm)
+        for k, _ in module.named_parameters(recurse=False)
+    }
     try:
         with torch.random.fork_rng():  # the new head's random weights repeat, and the global state is kept
             torch.manual_seed(seed)
@@ -108,8 +120,15 @@ def _judge_freezing(
             "backbone gives (the old head's in_features) to one output per class."
         )
     params = dict(result.named_parameters())
-    if {n for n in params if _block(n) != _HEAD} != set(before) or any(
-        not torch.equal(params[n].detach(), before[n]) for n in before
+    buffers = dict(result.named_buffers())
+    # A frozen BatchNorm may become a FrozenBatchNorm2d (as cu.resnet18_transfer does): its weight and bias are
+    # then buffers, judged by their values; every other parameter of the backbone stays a parameter.
+    as_buffers = {n for n in before if n not in params and n in batchnorm and n in buffers}
+    kept = {n: params.get(n, buffers.get(n)) for n in before}
+    if (
+        {n for n in params if _block(n) != _HEAD} | as_buffers != set(before)
+        or any(kept[n] is None or kept[n].shape != before[n].shape for n in before)
+        or any(not torch.equal(kept[n].detach(), before[n]) for n in before)
     ):
         return failed(
             "the backbone's weights are not the ones the model came with: prepare the model you are given "
@@ -136,6 +155,11 @@ def _judge_freezing(
                     p -= 0.1 * p.grad  # a plain SGD step on what has a gradient
                     p.grad = None
     should_train = {_HEAD, *trainable}
+    if swapped := sorted({_block(n) for n in as_buffers} & should_train):
+        return failed(
+            f"{swapped[0]} is in the blocks to fine-tune, but its BatchNorm layers no longer train: only the "
+            "frozen blocks' BatchNorm layers may become FrozenBatchNorm2d."
+        )
     for block in dict.fromkeys(_block(n) for n in params):
         names = [n for n in params if _block(n) == block]
         grads = {params[n].requires_grad for n in names}
@@ -198,31 +222,61 @@ def _trainable_in_feature_extractor(in_features: int, num_classes: int) -> int:
     return count_parameters(model, trainable_only=True)
 
 
+def _head_cases(hidden: bool) -> list[tuple[int, int]]:
+    """(in_features, num_classes) pairs: ResNet18 for 5 classes (the notebook's example), then pairs drawn afresh
+    at every call, from the operating system's randomness, so that no table of answers can hold them."""
+    draw = random.SystemRandom()
+    cases = [(512, 5)]
+    while len(cases) < (6 if hidden else 2):
+        width = draw.randrange(16, 4097)
+        if len(cases) > 1:  # the second case is always another backbone than ResNet18; later ones may be one
+            width = draw.choice([512, width])
+        num_classes = draw.randrange(2, 1001)
+        if (len(cases) > 1 or width != 512) and num_classes not in _EARLIER_CLASSES:
+            cases.append((width, num_classes))
+    return cases
+
+
+# The class counts this check once tried every time: never drawn, so that a table of their answers finds nothing.
+_EARLIER_CLASSES = {5, 37, 1000, 10, 3, 2}
+
+
 def head_parameters(fn: Callable[[int, int], int], *, hidden: bool = False) -> Verdict:
     """Exercise 2: ``head_parameters(in_features, num_classes)`` counts what trains in a feature extractor.
 
-    The expected counts come from models the check builds (a ResNet18 for 5 classes, and other backbone widths and
-    class counts), not from a stored number; the learner's function may not build a model or count one.
+    The expected counts come from models the check builds (a ResNet18 for 5 classes, and backbone widths and class
+    counts drawn afresh at every call), not from a stored number; the learner's function may not build a model or
+    count one, in any thread, nor switch off the watching.
     """
     if unanswered(fn):
         return NOT_YET
-    cases = [(512, 5), (2048, 37)]
-    if hidden:
-        cases += [(512, 1000), (1280, 10), (768, 3), (64, 2)]
-    forbidden = {
+    building = {
         "nn.Module.__init__": nn.Module.__init__,  # building any layer or model
         "cu.count_parameters": count_parameters,
         "cu.resnet18_transfer": resnet18_transfer,
     }
-    for in_features, num_classes in cases:
+    elsewhere = {  # another thread or process, where a count could be made out of the watch's sight
+        "threading.Thread.start": threading.Thread.start,
+        "_thread.start_new_thread": _thread.start_new_thread,
+        "subprocess.Popen": subprocess.Popen.__init__,
+        "multiprocessing": multiprocessing.process.BaseProcess.start,
+        "os.system": os.system,
+        **{f"os.{name}": getattr(os, name) for name in ("fork", "posix_spawn") if hasattr(os, name)},
+    }
+    for in_features, num_classes in _head_cases(hidden):
         try:
-            with watch_calls(forbidden) as seen:
+            with watch_calls({**building, **elsewhere}) as seen:
                 answer = fn(in_features, num_classes)
         except Exception as exc:
             return raised(exc)
-        if seen:
+        if seen & set(building):
             return failed(
                 "work the count out from the head's shape, without building a layer or a model and counting it."
+            )
+        if seen:  # a thread, a process, or switching off (sys.setprofile) or inspecting the check
+            return failed(
+                "your function reaches past its arguments (another thread or process, the profiler, the check's "
+                "frames): work the count out from the head's shape, with arithmetic alone."
             )
         if answer is None:
             unanswered(answer)
@@ -231,6 +285,11 @@ def head_parameters(fn: Callable[[int, int], int], *, hidden: bool = False) -> V
         if value is None:
             return failed(f"your function returns {answer!r}: return the count as a whole number.")
         if value != _trainable_in_feature_extractor(in_features, num_classes):
+            if hidden:  # the graded line names no input: the next run draws others anyway
+                return failed(
+                    "for one of the backbone widths and class counts tried, your count is not the number of "
+                    "parameters that train. Only the new head trains: count its weights and its biases."
+                )
             return failed(
                 f"for {in_features} features and {num_classes} classes your function returns {answer!r}, not the "
                 "number of parameters that train. Only the new head trains: count its weights and its biases."

@@ -2,7 +2,9 @@
 
 The checks of Exercises 4 and 5 run the learner's file in several processes: ``launch`` (torchrun, gloo on the
 loopback interface, a hard time limit, every process stopped at the end) starts this very module, whose
-``__main__`` part is the worker. Each process writes what it saw to a JSON file, which the check then judges.
+``__main__`` part is the worker. Each process writes raw numbers to a JSON file (the learner's gradients and
+weights, what it printed); the check judges them in its own process, next to a reference it computes there, out of
+reach of the learner's file.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import re
 import sys
 import tempfile
 import textwrap
+import tokenize
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -210,65 +213,96 @@ def predict_collectives(
     if unanswered(after_all_reduce) or unanswered(after_all_gather) or unanswered(after_broadcast):
         return NOT_YET
     names = ("after_all_reduce", "after_all_gather", "after_broadcast")
-    if any(typed_as_literal(name) is False for name in names):
+    answers = (after_all_reduce, after_all_gather, after_broadcast)
+    if any(typed_as_literal(name) is False for name in names) or not _the_names_values(names, answers):
         return failed(
             "type each prediction in as a value (a number, a list of numbers), worked out by hand: a "
             "prediction is not computed."
         )
+    verdict = _judge_collectives(*answers)
+    if verdict is None:
+        return passed("all three predictions match what the collectives do.")
+    # The specific hints tell wrong answers apart: after a few different wrong ones, a search for the answer
+    # (a loop trying values) learns nothing more from them.
+    _WRONG_PREDICTIONS.add(repr(tuple(_numbers(a) for a in answers)))
+    if len(_WRONG_PREDICTIONS) > _SPECIFIC_HINTS:
+        return failed(
+            "not all three predictions match what the collectives do. Work each one out by hand from section 2's "
+            "description of all_reduce, all_gather and broadcast."
+        )
+    return failed(verdict)
+
+
+_SPECIFIC_HINTS = (
+    3  # different wrong predictions in one kernel that get a specific hint; later ones a general one
+)
+_WRONG_PREDICTIONS: set[str] = set()
+
+
+def _the_names_values(names: tuple[str, ...], answers: tuple[Any, ...]) -> bool:
+    """In IPython, whether the check was given the values its answer names hold (not other values, tried in a
+    loop); True elsewhere (plain Python has no namespace of the learner's to compare with)."""
+    try:
+        namespace = get_ipython().user_ns  # type: ignore[name-defined]  # noqa: F821
+    except NameError:
+        return True
+    return all(
+        name in namespace and namespace[name] is value for name, value in zip(names, answers, strict=True)
+    )
+
+
+def _judge_collectives(after_all_reduce: Any, after_all_gather: Any, after_broadcast: Any) -> str | None:
+    """The hint for the first wrong prediction, or None when all three are right."""
     start = [torch.tensor([2.0 * r + 1]) for r in range(4)]  # what processes 0, 1, 2, 3 hold before
 
     reduced = _numbers(after_all_reduce)
     if reduced is None or len(reduced) != 1:
-        return failed(
-            "after_all_reduce is one number: what process 2's tensor of one value holds afterwards."
-        )
+        return "after_all_reduce is one number: what process 2's tensor of one value holds afterwards."
     total = torch.stack(start).sum(dim=0)
     if not _close(reduced[0], total.item()):
         if _close(reduced[0], start[2].item()):
-            return failed(
-                "all_reduce changes every process's tensor: each gets the operation over all processes."
-            )
+            return "all_reduce changes every process's tensor: each gets the operation over all processes."
         if _close(reduced[0], total.item() / 4):
-            return failed("all_reduce's default operation is a sum, not a mean (DDP divides afterwards).")
-        return failed("all_reduce gives every process the same result: the sum over all processes' tensors.")
+            return "all_reduce's default operation is a sum, not a mean (DDP divides afterwards)."
+        return "all_reduce gives every process the same result: the sum over all processes' tensors."
 
     gathered = _numbers(after_all_gather)
     want = torch.cat(start).tolist()
     if gathered is None or len(gathered) != 4:
-        return failed(
-            "after_all_gather is a list of one number per process, as process 0 holds it afterwards."
-        )
+        return "after_all_gather is a list of one number per process, as process 0 holds it afterwards."
     if not all(map(_close, gathered, want)):
         if sorted(gathered) == sorted(want):
-            return failed("all_gather puts the processes' tensors in rank order, process 0's first.")
-        return failed("all_gather gives every process every process's tensor, unchanged, in rank order.")
+            return "all_gather puts the processes' tensors in rank order, process 0's first."
+        return "all_gather gives every process every process's tensor, unchanged, in rank order."
 
     broadcast = _numbers(after_broadcast)
     if broadcast is None or len(broadcast) != 1:
-        return failed("after_broadcast is one number: what process 0's tensor of one value holds afterwards.")
+        return "after_broadcast is one number: what process 0's tensor of one value holds afterwards."
     if not _close(broadcast[0], start[2].item()):
         if _close(broadcast[0], start[0].item()):
-            return failed("broadcast copies the tensor of the process named by src into every other process.")
-        return failed(
-            "broadcast copies one process's tensor, unchanged, into every process: which one is src?"
-        )
-    return passed("all three predictions match what the collectives do.")
+            return "broadcast copies the tensor of the process named by src into every other process."
+        return "broadcast copies one process's tensor, unchanged, into every process: which one is src?"
+    return None
 
 
 # ---------------------------------------------------------------------------------------------------------
 # Exercise 3: gradient accumulation
 # ---------------------------------------------------------------------------------------------------------
-class _Counted(nn.Module):
-    """Passes its input on, noting the batch size of every training forward pass."""
+def _record_sizes(model: nn.Module, events: list[tuple[int, int]]) -> None:
+    """Note ``(layer index, batch size)`` in ``events`` at every forward pass of each of ``model``'s layers, in any
+    mode and however the layer is reached (``model[1:](x)`` too): forward pre-hooks on the layers themselves."""
+    for index, layer in enumerate(model):
+        layer.register_forward_pre_hook(
+            lambda _, args, index=index: events.append(
+                (
+                    index,
+                    args[0].shape[0] if args and isinstance(args[0], torch.Tensor) and args[0].dim() else -1,
+                )
+            )
+        )
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.sizes: list[int] = []
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.training:
-            self.sizes.append(x.shape[0])
-        return x
+_FIRST_LINEAR = 1  # the index of the model's first Linear layer in Exercise 3's checks
 
 
 def _accumulation_trials(hidden: bool) -> list[dict[str, Any]]:
@@ -326,19 +360,23 @@ def train_accumulated(
             for _ in range(t["batches"])
         ]
         torch.manual_seed(t["seed"])
-        counted = _Counted()
-        model = nn.Sequential(counted, nn.Flatten(), nn.Linear(12, 6), nn.Tanh(), nn.Linear(6, 4)).to(device)
+        model = nn.Sequential(nn.Flatten(), nn.Linear(12, 6), nn.Tanh(), nn.Linear(6, 4)).to(device)
         start = copy.deepcopy(model)
+        events: list[tuple[int, int]] = []  # (layer, batch size) per forward pass of a layer; (-1, 0) a step
+        _record_sizes(model, events)
         optimizer = torch.optim.SGD(model.parameters(), lr=t["lr"], momentum=t["momentum"])
-        steps = []
-        optimizer.register_step_post_hook(lambda *_, steps=steps: steps.append(1))
+        optimizer.register_step_post_hook(lambda *_, events=events: events.append((-1, 0)))
         try:
             fn(model, loader, optimizer, nn.CrossEntropyLoss(), t["accum"])
         except Exception as exc:  # the learner's code
             return raised(exc)
-        if not counted.sizes:
-            return failed("your function never ran the model (in training mode) on the loader's batches.")
-        if max(counted.sizes) > t["micro"]:
+        steps = [i for i, (layer, _) in enumerate(events) if layer == -1]
+        # The images the first Linear layer (which every route to the output takes) saw before each update
+        windows = zip([-1, *steps], steps, strict=False)
+        per_step = [[n for layer, n in events[a + 1 : b] if layer == _FIRST_LINEAR] for a, b in windows]
+        if not any(layer >= 0 for layer, _ in events):
+            return failed("your function never ran the model on the loader's batches.")
+        if max(n for layer, n in events if layer >= 0) > t["micro"]:
             return failed(
                 "the model ran on more images at once than one micro-batch: accumulation splits every batch "
                 "into accum_steps parts and never runs the whole batch at once (that is the memory it saves)."
@@ -351,6 +389,11 @@ def train_accumulated(
                     "one update per micro-batch: the micro-batches of a batch add up to one update."
                 )
             return failed("make exactly one optimizer step per batch of the loader.")
+        if any(sum(sizes) != batch for sizes in per_step):
+            return failed(
+                "each update comes from the model's passes over its whole batch, micro-batch by micro-batch, "
+                "each image once: run the model itself on every micro-batch, and on nothing else."
+            )
         if _largest(model, _one_big_step(start, loader, t["lr"], t["momentum"])) <= 1e-5:
             continue
         if _largest(model, _one_big_step(start, loader, t["lr"], t["momentum"], scale=t["accum"])) <= 1e-5:
@@ -457,7 +500,46 @@ def _answer_file(path: Any, name: str) -> tuple[Path | None, ast.FunctionDef | N
         return None, None, raised(exc)
     if node is None:
         return None, None, failed(f"{path.name} defines no function {name}: keep its def line.")
+    if found := _meddling(path.read_text(encoding="utf-8")):
+        return (
+            None,
+            None,
+            failed(
+                f"{path.name} uses {found}, which reaches into the program that runs it (its frames, modules "
+                f"or profiler): {name} works with its argument and torch.distributed alone."
+            ),
+        )
     return path, node, None
+
+
+# What no answer of Exercises 4 and 5 needs, only one that inspects or patches the check's worker (which runs the
+# learner's file in its own processes, out of reach of a watch in the notebook's process).
+_MEDDLING = re.compile(
+    r"_getframe|\bf_locals\b|\bf_back\b|\bf_globals\b|\btb_frame\b|__traceback__|\bgc\s*\.|\bimport\s+gc\b"
+    r"|\bfrom\s+gc\b|\bsys\s*\.\s*modules\b|setprofile|settrace|currentframe|\binspect\s*\.|\bimport\s+inspect\b"
+    r"|\bfrom\s+inspect\b|__code__|__globals__|\bimportlib\b|__import__|\bimport\s+__main__\b|\bfrom\s+__main__\b"
+    r"|\bbuiltins\b|__builtins__"
+)
+
+
+def _meddling(source: str) -> str | None:
+    """The first thing in ``source`` (comments left out, strings kept) that only meddling with the worker needs."""
+    try:
+        tokens = [
+            t.string
+            for t in tokenize.generate_tokens(io.StringIO(source).readline)
+            if t.type != tokenize.COMMENT
+        ]
+    except (tokenize.TokenError, SyntaxError):
+        tokens = [source]
+    found = _MEDDLING.search(" ".join(tokens))
+    return re.sub(r"\s+", "", found.group()) if found else None
+
+
+_TAMPERED_HINT = (
+    "your file changes the code of the check that runs it: {name} works with its argument and torch.distributed "
+    "alone."
+)
 
 
 def _exception(text: str) -> BaseException:
@@ -477,6 +559,8 @@ def average_gradients(path: Any, *, hidden: bool = False) -> Verdict:
         unanswered(None)
         return NOT_YET
     ranks, error = _run("average", path)
+    if error is not None and _TAMPERED in error:
+        return failed(_TAMPERED_HINT.format(name="average_gradients"))
     if error is not None:
         if _hung(error):
             return failed(
@@ -492,15 +576,19 @@ def average_gradients(path: Any, *, hidden: bool = False) -> Verdict:
             return failed(
                 "your function changed the weights: it averages the gradients, the optimizer then updates."
             )
-        firsts = {s["first"] for s in seen}
-        if "local" in firsts:
+        want = _average_reference(_AVERAGE_TRIALS[trial], PROCESSES)
+        if any(_same(s["grads"], want["local"][r]) for r, s in enumerate(seen)) and not all(
+            _same(s["grads"], want["mean"]) for s in seen
+        ):
             return failed(
                 "a process kept its own gradient: the processes must combine their gradients (a collective), so "
                 "that every process makes the same update."
             )
-        if "sum" in firsts:
+        if any(_same(s["grads"], want["sum"]) for s in seen):
             return failed("all_reduce adds the gradients; DDP's update uses their mean over the processes.")
-        if firsts != {"mean"} or max(s["diff"] for s in seen) > 1e-5:
+        if not all(
+            _same(s["grads"], want["mean"]) and _same(s["weights"], want["weights"], atol=1e-5) for s in seen
+        ):
             return failed(
                 "after your function every process must hold the mean of all processes' gradients (how many "
                 "processes are there?)."
@@ -526,6 +614,8 @@ def log_mean_loss(path: Any, *, hidden: bool = False) -> Verdict:
             "log_mean_loss is still the broken one: repair it in its cell, run that cell, then this one."
         )
     ranks, error = _run("mean_loss", path)
+    if error is not None and _TAMPERED in error:
+        return failed(_TAMPERED_HINT.format(name="log_mean_loss"))
     if error is not None:
         if _hung(error):
             return failed(
@@ -541,6 +631,11 @@ def log_mean_loss(path: Any, *, hidden: bool = False) -> Verdict:
         if not printed[0]:
             return failed("process 0 printed nothing: it reports the mean loss.")
         shown = [float(n) for n in re.findall(r"-?\d+\.?\d*(?:[eE][-+]?\d+)?", printed[0])]
+        if len(shown) != 1:
+            return failed(
+                "process 0 reports one number at each call, the mean loss: a report with several numbers in it "
+                "leaves the reader to guess which one it is."
+            )
         mean = sum(losses) / len(losses)
         if any(abs(n - mean) < 6e-4 for n in shown):
             continue
@@ -559,68 +654,94 @@ def log_mean_loss(path: Any, *, hidden: bool = False) -> Verdict:
 # ---------------------------------------------------------------------------------------------------------
 # The worker: python -m course_machinery.checks.lesson08 TASK ANSWER_FILE OUT_DIR, under torchrun
 # ---------------------------------------------------------------------------------------------------------
-def _same(a: list[torch.Tensor | None], b: list[torch.Tensor | None]) -> bool:
-    return all(
-        (x is None and y is None)
-        or (x is not None and y is not None and torch.allclose(x, y, rtol=1e-5, atol=1e-7))
-        for x, y in zip(a, b, strict=True)
-    )
-
-
-def _average_trial(average: Callable[[nn.Module], Any], t: dict[str, Any]) -> dict[str, Any]:
-    import torch.distributed as dist
-    from torch.nn.parallel import DistributedDataParallel
-
-    rank, world = dist.get_rank(), dist.get_world_size()
+def _average_model(t: dict[str, Any]) -> nn.Module:
+    """Exercise 4's model for trial ``t``: the same initial weights in every process and in the check."""
     torch.manual_seed(t["seed"])
     model = nn.Sequential(nn.Conv2d(1, 3, 3), nn.ReLU(), nn.Flatten(), nn.Linear(3 * 4 * 4, 5))
     if t["frozen"]:
         model[0].requires_grad_(False)  # a frozen layer: its parameters have no gradient
-    reference = DistributedDataParallel(copy.deepcopy(model))
-    mine = copy.deepcopy(model)
-    optimizers = [
-        torch.optim.SGD([p for p in m.parameters() if p.requires_grad], lr=t["lr"], momentum=t["momentum"])
-        for m in (reference, mine)
-    ]
+    return model
+
+
+def _average_batches(t: dict[str, Any], world: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The global batch of every step of trial ``t``; process r takes rows r, r + world, ..."""
     generator = torch.Generator().manual_seed(t["seed"] + 1000)
-    first, changed = None, False
-    for step in range(t["steps"]):
-        images = torch.randn(
-            world * t["batch"], 1, 6, 6, generator=generator
-        )  # the same global batch everywhere
-        labels = torch.randint(0, 5, (world * t["batch"],), generator=generator)
-        x, y = images[rank::world], labels[rank::world]  # this process's share
-        for net, optimizer in zip((reference, mine), optimizers, strict=True):
-            optimizer.zero_grad(set_to_none=True)
-            nn.functional.cross_entropy(net(x), y).backward()
-            if net is mine:
-                local = [None if p.grad is None else p.grad.clone() for p in mine.parameters()]
-                before = [p.detach().clone() for p in mine.parameters()]
-                average(mine)
-                changed |= not all(
-                    torch.equal(b, p.detach()) for b, p in zip(before, mine.parameters(), strict=True)
-                )
-                if step == 0:
-                    grads = [None if p.grad is None else p.grad.detach().clone() for p in mine.parameters()]
-                    mean = [
-                        None if p.grad is None else p.grad.detach().clone()
-                        for p in reference.module.parameters()
-                    ]
-                    summed = [None if g is None else g * world for g in mean]
-                    first = next(
-                        (
-                            name
-                            for name, want in (("mean", mean), ("sum", summed), ("local", local))
-                            if _same(grads, want)
-                        ),
-                        "other",
-                    )
-            optimizer.step()
-    diff = max(
-        (p - q).abs().max().item()
-        for p, q in zip(mine.parameters(), reference.module.parameters(), strict=True)
-    )
-    return {"diff": diff, "first": first, "weights_changed": changed}
+    batches = []
+    for _ in range(t["steps"]):
+        images = torch.randn(world * t["batch"], 1, 6, 6, generator=generator)
+        batches.append((images, torch.randint(0, 5, (world * t["batch"],), generator=generator)))
+    return batches
+
+
+def _sgd(model: nn.Module, t: dict[str, Any]) -> torch.optim.SGD:
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    return torch.optim.SGD(trainable, lr=t["lr"], momentum=t["momentum"])
+
+
+def _average_trial(average: Callable[[nn.Module], Any], t: dict[str, Any]) -> dict[str, Any]:
+    """The worker's part of a trial of Exercise 4: train with the learner's averaging, and report raw numbers
+    only (the gradients after the first averaging, the final weights); the check judges them. No reference runs
+    in this process, so nothing of it is within reach of the learner's call."""
+    import torch.distributed as dist
+
+    rank, world = dist.get_rank(), dist.get_world_size()
+    model = _average_model(t)
+    optimizer = _sgd(model, t)
+    grads, changed = None, False
+    for images, labels in _average_batches(t, world):
+        optimizer.zero_grad(set_to_none=True)
+        nn.functional.cross_entropy(model(images[rank::world]), labels[rank::world]).backward()
+        before = [p.detach().clone() for p in model.parameters()]
+        average(model)
+        changed |= not all(
+            torch.equal(b, p.detach()) for b, p in zip(before, model.parameters(), strict=True)
+        )
+        if grads is None:
+            grads = [
+                None if p.grad is None else p.grad.detach().flatten().tolist() for p in model.parameters()
+            ]
+        optimizer.step()
+    weights = [p.detach().flatten().tolist() for p in model.parameters()]
+    return {"grads": grads, "weights": weights, "weights_changed": changed}
+
+
+def _average_reference(t: dict[str, Any], world: int) -> dict[str, Any]:
+    """In the check's own process: what DistributedDataParallel does in ``world`` processes, in one. DDP's
+    gradient is the mean of the processes' gradients; each process's own (``local``) and their sum are the
+    usual slips. Returns the first step's gradients of each kind and the final weights."""
+    with torch.random.fork_rng():
+        model = _average_model(t)
+    optimizer = _sgd(model, t)
+    first: dict[str, list[Any]] | None = None
+    for images, labels in _average_batches(t, world):
+        local = []
+        for rank in range(world):
+            model.zero_grad(set_to_none=True)
+            nn.functional.cross_entropy(model(images[rank::world]), labels[rank::world]).backward()
+            local.append([None if p.grad is None else p.grad.detach().clone() for p in model.parameters()])
+        mean = [
+            None if g is None else sum(grads[i] for grads in local) / world for i, g in enumerate(local[0])
+        ]
+        if first is None:
+            first = {"mean": mean, "sum": [None if g is None else g * world for g in mean], "local": local}
+        for p, g in zip(model.parameters(), mean, strict=True):
+            p.grad = g
+        optimizer.step()
+    return {**first, "weights": [p.detach().clone() for p in model.parameters()]}
+
+
+def _same(got: list[Any] | None, want: list[torch.Tensor | None], *, atol: float = 1e-6) -> bool:
+    """Whether the numbers a worker reported (flat lists, None for no gradient) equal ``want``'s tensors."""
+    if got is None or len(got) != len(want):
+        return False
+    for g, w in zip(got, want, strict=True):
+        if (g is None) != (w is None):
+            return False
+        if w is not None and (
+            len(g) != w.numel() or not torch.allclose(torch.tensor(g), w.flatten(), rtol=1e-4, atol=atol)
+        ):
+            return False
+    return True
 
 
 def _loss_trial(log: Callable[[torch.Tensor], Any], t: dict[str, Any]) -> dict[str, Any]:
@@ -635,6 +756,14 @@ def _loss_trial(log: Callable[[torch.Tensor], Any], t: dict[str, Any]) -> dict[s
     return {"printed": shown.getvalue()}
 
 
+_TAMPERED = "AnswerChangedTheWorker"  # the error a worker reports when the answer file changed its code
+
+
+def _fingerprint(namespace: dict[str, Any]) -> dict[str, tuple[int, int]]:
+    """Each name of the worker's module with the identity of its value (and of its code, for a function)."""
+    return {k: (id(v), id(getattr(v, "__code__", None))) for k, v in namespace.items()}
+
+
 def _worker(task: str, answer: Path, out: Path) -> None:
     import importlib.util
     import os
@@ -642,6 +771,16 @@ def _worker(task: str, answer: Path, out: Path) -> None:
 
     import torch.distributed as dist
 
+    # Bound before the learner's file runs: a file that replaces this module's functions changes nothing here,
+    # and is caught by the fingerprint below.
+    trial, trials = {"average": (_average_trial, _AVERAGE_TRIALS), "mean_loss": (_loss_trial, _LOSS_TRIALS)}[
+        task
+    ]
+    name = {"average": "average_gradients", "mean_loss": "log_mean_loss"}[task]
+    trials = copy.deepcopy(trials)
+    namespace = globals()
+    before = _fingerprint(namespace)
+    write, dumps = Path.write_text, json.dumps
     dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=COLLECTIVE_TIMEOUT_S))
     rank = dist.get_rank()
     report: dict[str, Any] = {"rank": rank, "trials": [], "error": None}
@@ -649,16 +788,18 @@ def _worker(task: str, answer: Path, out: Path) -> None:
         spec = importlib.util.spec_from_file_location(f"answer_{task}", answer)
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
-        if task == "average":
-            report["trials"] = [_average_trial(module.average_gradients, t) for t in _AVERAGE_TRIALS]
-        else:
-            report["trials"] = [_loss_trial(module.log_mean_loss, t) for t in _LOSS_TRIALS]
+        if _fingerprint(namespace) != before:
+            raise RuntimeError(f"{_TAMPERED}: the answer file changed the check's worker")
+        report["trials"] = [trial(getattr(module, name), t) for t in trials]
+        if _fingerprint(namespace) != before:
+            raise RuntimeError(f"{_TAMPERED}: the answer file changed the check's worker")
     except Exception as exc:  # the learner's code, or a collective that timed out
+        report["trials"] = []
         report["error"] = (
             f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
         )
         traceback.print_exc()
-    (out / f"rank{rank}.json").write_text(json.dumps(report))
+    write(out / f"rank{rank}.json", dumps(report))
     if report["error"]:
         sys.stdout.flush()
         os._exit(1)  # torchrun then stops the other processes, which may wait in a collective
