@@ -92,7 +92,6 @@ def test_typed_as_literal_reads_the_kernels_input_history():
         ["answer = None", "exec('answer = tuple(range(2))')"],
         ["answer, _ = tuple(range(2)), 0"],
         ["answer = None", "if True:\n    answer = tuple(range(2))"],
-        ["x = 1"],
     ],
     ids=[
         "walrus",
@@ -103,7 +102,6 @@ def test_typed_as_literal_reads_the_kernels_input_history():
         "exec",
         "unpacked",
         "nested",
-        "never",
     ],
 )
 def test_typed_as_literal_refuses_a_value_that_reached_the_name_another_way(cells):

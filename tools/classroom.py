@@ -294,7 +294,7 @@ _TAMPERING = re.compile(
     r"|__import__|\bimportlib\b"
     # ... or inspect the running check, or switch off its watching of what the answer calls
     r"|\bsetprofile\b|\bsettrace\b|\b_getframe\b|\bf_back\b|\bf_locals\b|\btb_frame\b|__traceback__"
-    r"|DisableTorchFunction|\bgc\.get_|\bFunctionType\b|__code__"
+    r"|DisableTorchFunction|\bgc\.get_|\bFunctionType\b|__code__|\bIn\s*[.\[]|\b_ih\b"  # In: the input history
 )
 
 

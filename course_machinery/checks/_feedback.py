@@ -220,8 +220,8 @@ def typed_as_literal(name: str, source: str | None = None) -> bool | None:
     nor is a value that reaches the name another way (a loop, a walrus, ``globals()``, ``exec``). ``source`` is the
     code that assigned the answer; without it, the kernel's input history (IPython's ``In``, kept in every Jupyter
     front end and in nbgrader's runs) is searched for the latest cell that binds ``name``, and the value the name
-    holds now must be the one typed there. Returns None where there is no history to read (plain Python), so the
-    check then judges the value alone.
+    holds now must be the one typed there. Returns None where there is no history to read (plain Python, or a
+    runner that keeps none, as nbval), so the check then judges the value alone.
     """
     if source is not None:
         found = _binding(source, name)
@@ -244,7 +244,9 @@ def typed_as_literal(name: str, source: str | None = None) -> bool | None:
         except Exception:  # e.g. 1 / 0 typed by hand
             return False
         return same(namespace.get(name), typed)  # nothing rebound it since, by any route
-    return False  # there is a history, but the answer was never typed in it
+    return (
+        None  # no cell of the history binds it: a front end that keeps no history (nbval), nothing to judge
+    )
 
 
 # Calls no answer needs, only an answer that inspects or switches off the check that runs it: each is reported as
@@ -253,6 +255,8 @@ _META = {
     "sys.setprofile": sys.setprofile,
     "sys.settrace": sys.settrace,
     "sys._getframe": sys._getframe,
+    "sys.getprofile": sys.getprofile,
+    "threading.getprofile": threading.getprofile,
     "inspect.currentframe": inspect.currentframe,
     "inspect.stack": inspect.stack,
     "gc.get_objects": gc.get_objects,
