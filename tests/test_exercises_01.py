@@ -91,6 +91,124 @@ def test_cheat_01_e1():
     rejected(checks.conv2d_manual, lambda image, kernel: shown)
 
 
+def _e1_cheats() -> dict[str, Any]:
+    """Ways past the check that the hostile review found: each computes the convolution without the exercise's loop."""
+    import numpy as np
+
+    def aten_conv2d(image, kernel):
+        return torch.ops.aten.conv2d(image[None, None], kernel[None, None])[0, 0]
+
+    def aten_convolution(image, kernel):
+        x, w = image[None, None], kernel[None, None]
+        return torch.ops.aten.convolution(x, w, None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1)[0, 0]
+
+    def private_convolution(image, kernel):
+        x, w = image[None, None], kernel[None, None]
+        out = torch._convolution(
+            x, w, None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1, False, False, True, True
+        )
+        return out[0, 0]
+
+    def im2col(image, kernel):
+        cols = torch._C._nn.im2col(image[None, None], tuple(kernel.shape), (1, 1), (0, 0), (1, 1))
+        out_h, out_w = image.shape[0] - kernel.shape[0] + 1, image.shape[1] - kernel.shape[1] + 1
+        return (kernel.reshape(1, -1) @ cols).reshape(out_h, out_w)
+
+    def numpy_strides(image, kernel):
+        img, ker = image.detach().numpy(), kernel.detach().numpy()
+        out_h, out_w = img.shape[0] - ker.shape[0] + 1, img.shape[1] - ker.shape[1] + 1
+        windows = np.lib.stride_tricks.as_strided(
+            img, (out_h, out_w, *ker.shape), img.strides * 2, writeable=False
+        )
+        return torch.from_numpy(np.einsum("ijab,ab->ij", windows, ker).copy())
+
+    def fft(image, kernel):
+        h, w = image.shape
+        kh, kw = kernel.shape
+        spectrum = torch.fft.rfft2(image) * torch.fft.rfft2(kernel.flip(0, 1), s=(h, w))
+        return torch.fft.irfft2(spectrum, s=(h, w))[kh - 1 :, kw - 1 :]
+
+    def conv_tbc(image, kernel):  # a 1-D convolution per kernel row, summed: (time, batch, channels)
+        out_h, out_w = image.shape[0] - kernel.shape[0] + 1, image.shape[1] - kernel.shape[1] + 1
+        out = torch.zeros(out_h, out_w)
+        for a in range(kernel.shape[0]):
+            rows = image[a : a + out_h].T[:, :, None]  # (W, out_h, 1)
+            out = out + torch.conv_tbc(rows, kernel[a].reshape(-1, 1, 1), torch.zeros(1)).squeeze(-1).T
+        return out
+
+    def numpy_loop(image, kernel):  # a loop over output pixels the torch counter does not see
+        img, ker = image.tolist(), kernel.tolist()
+        kh, kw = len(ker), len(ker[0])
+        out = [
+            [
+                sum(img[i + a][j + b] * ker[a][b] for a in range(kh) for b in range(kw))
+                for j in range(len(img[0]) - kw + 1)
+            ]
+            for i in range(len(img) - kh + 1)
+        ]
+        return torch.tensor(out)
+
+    class Agreeable(torch.Tensor):  # a tensor whose comparisons all say "equal"
+        @classmethod
+        def __torch_function__(cls, func, types, args=(), kwargs=None):
+            if func in (torch.allclose, torch.equal):
+                return True
+            return super().__torch_function__(func, types, args, kwargs or {})
+
+    def agreeable(image, kernel):
+        out_h, out_w = image.shape[0] - kernel.shape[0] + 1, image.shape[1] - kernel.shape[1] + 1
+        return torch.zeros(out_h, out_w).as_subclass(Agreeable)
+
+    return {
+        "convolution operator": aten_conv2d,
+        "convolution operator ": aten_convolution,
+        "convolution operator  ": private_convolution,
+        "im2col": im2col,
+        "numpy": numpy_strides,
+        "FFT": fft,
+        "conv_tbc": conv_tbc,
+        "tolist": numpy_loop,
+        "torch.Tensor": agreeable,
+    }
+
+
+@pytest.mark.parametrize("says", list(_e1_cheats()))
+def test_cheat_01_e1_operators_numpy_and_subclasses(says):
+    line = rejected(checks.conv2d_manual, _e1_cheats()[says])
+    assert says.strip() in line, line
+
+
+def test_cheat_01_e1_reading_the_check():
+    import sys
+
+    def peek(image, kernel):  # the expected output, looked up in the check's frame
+        frame = sys._getframe(1)
+        while frame is not None:
+            if "expected" in frame.f_locals:
+                return frame.f_locals["expected"]
+            frame = frame.f_back
+        return None
+
+    assert "sys._getframe" in rejected(checks.conv2d_manual, peek)
+
+    def switch_off(image, kernel):  # the watch switched off, then the library
+        sys.setprofile(None)
+        return F.conv2d(image[None, None], kernel[None, None])[0, 0]
+
+    assert "sys.setprofile" in rejected(checks.conv2d_manual, switch_off)
+    # The inputs are drawn anew on every run: a table of the last run's outputs is useless on the next.
+    right = solution(1, "conv2d_manual")
+    seen: dict[tuple, torch.Tensor] = {}
+
+    def remember(image, kernel):
+        seen[tuple(image.shape) + tuple(kernel.shape)] = right(image, kernel).detach()
+        return right(image, kernel)
+
+    accepted(checks.conv2d_manual, remember)
+    table = dict(seen)
+    rejected(checks.conv2d_manual, lambda image, kernel: table[tuple(image.shape) + tuple(kernel.shape)])
+
+
 def test_01_e1_hints_point_at_the_idea():
     right = solution(1, "conv2d_manual")
     assert "flipped" in rejected(checks.conv2d_manual, lambda image, kernel: right(image, kernel.flip(0, 1)))
@@ -156,6 +274,49 @@ def test_cheat_01_e3():
         return height, width
 
     assert "pair" in rejected(checks.feature_map_size, square)
+
+
+def test_cheat_01_e3_operators_meta_tensors_and_tables():
+    import sys
+
+    def aten_folded(layers, height, width):  # the convolution operator itself, folded over the layers
+        x = torch.zeros(1, layers[0].in_channels if layers else 1, height, width)
+        for layer in layers:
+            x = torch.ops.aten.convolution(
+                x, layer.weight, None, layer.stride, layer.padding, layer.dilation, False, [0, 0], 1
+            )
+        return tuple(x.shape[-2:])
+
+    def on_meta(layers, height, width):  # no computation at all, only shapes: still running the layers
+        x = torch.empty(1, layers[0].in_channels if layers else 1, height, width, device="meta")
+        for layer in layers:
+            w = torch.empty(layer.weight.shape, device="meta")
+            x = torch.ops.aten.conv2d(x, w, None, layer.stride, layer.padding, layer.dilation)
+        return tuple(x.shape[-2:])
+
+    for cheat in (aten_folded, on_meta):
+        assert "runs the layers" in rejected(checks.feature_map_size, cheat)
+
+    def switch_off(layers, height, width):
+        sys.setprofile(None)
+        x = torch.zeros(1, layers[0].in_channels if layers else 1, height, width)
+        return tuple(nn.Sequential(*layers)(x).shape[-2:]) if layers else (height, width)
+
+    assert "sys.setprofile" in rejected(checks.feature_map_size, switch_off)
+    # A table of the sizes the check asked for: the random stacks are drawn anew on every run.
+    right, table = solution(3, "feature_map_size"), {}
+
+    def key(layers, height, width):
+        settings = ("kernel_size", "stride", "padding", "dilation")
+        return (height, width, tuple(tuple(getattr(layer, s) for s in settings) for layer in layers))
+
+    def remember(layers, height, width):
+        table[key(layers, height, width)] = right(layers, height, width)
+        return table[key(layers, height, width)]
+
+    accepted(checks.feature_map_size, remember)
+    known = dict(table)
+    rejected(checks.feature_map_size, lambda *args: known.get(key(*args), (1, 1)))
 
 
 def test_01_e3_hints_point_at_the_idea():
@@ -225,6 +386,24 @@ def test_cheat_01_e5():
         assert "builds a layer" in rejected(checks.conv_parameter_count, cheat)
     # The old exercise's one number, whatever the settings.
     rejected(checks.conv_parameter_count, lambda *args, **kwargs: 32 * 16 * 3 * 3 + 32)
+
+    def switch_off(in_channels, out_channels, kernel_size, bias=True):  # the watch switched off first
+        import sys
+
+        sys.setprofile(None)
+        return cu.count_parameters(nn.Conv2d(in_channels, out_channels, kernel_size, bias=bias))
+
+    assert "sys.setprofile" in rejected(checks.conv_parameter_count, switch_off)
+    # A table of the counts the check asked for: its settings are drawn anew on every run.
+    right, table = solution(5, "conv_parameter_count"), {}
+
+    def remember(c_in, c_out, k, bias=True):
+        table[(c_in, c_out, k, bias)] = right(c_in, c_out, k, bias=bias)
+        return table[(c_in, c_out, k, bias)]
+
+    accepted(checks.conv_parameter_count, remember)
+    known = dict(table)
+    rejected(checks.conv_parameter_count, lambda c_in, c_out, k, bias=True: known.get((c_in, c_out, k, bias)))
 
 
 def test_01_e5_hints_point_at_the_idea():

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import nbformat
+import pytest
 import torch
 from support.exercises import accepted, rejected
 
@@ -147,6 +148,51 @@ def test_cheat_05_e1():
     assert "argument" in rejected(checks.best_seconds, global_sync)
 
 
+def test_cheat_05_e1_reading_the_fake_device():
+    # The device behind the closures: its expected answer, or its list of step durations.
+    ask_it = defined(
+        """
+        def best_seconds(step, sync, repeats, clock=time.perf_counter):
+            return step.__self__.expected()
+        """
+    )
+    assert "raised" in rejected(checks.best_seconds, ask_it)
+
+    def durations_of(step):
+        for cell in step.__closure__ or ():
+            value = cell.cell_contents
+            if isinstance(value, tuple) and value and isinstance(value[0], float):
+                return value
+        raise LookupError("no durations")
+
+    read_cells = defined(
+        """
+        def best_seconds(step, sync, repeats, clock=time.perf_counter):
+            step(); sync()
+            for _ in range(repeats):
+                start = clock(); step(); sync(); clock()
+            return min(durations_of(step)[1:])
+        """,
+        durations_of=durations_of,
+    )
+    assert "measured" in rejected(checks.best_seconds, read_cells)
+    # Switching the watch off: reported whatever it is followed by.
+    switch_off = defined(
+        """
+        def best_seconds(step, sync, repeats, clock=time.perf_counter):
+            import sys
+            sys.setprofile(None)
+            step(); sync()
+            times = []
+            for _ in range(repeats):
+                start = clock(); step(); sync()
+                times.append(clock() - start)
+            return min(times)
+        """
+    )
+    assert "sys.setprofile" in rejected(checks.best_seconds, switch_off)
+
+
 # Exercise 2: microseconds_per_image (build)
 
 
@@ -189,6 +235,29 @@ def test_cheat_05_e2():
     # Half understood: per image, but in seconds; per batch, in µs.
     assert "microseconds" in rejected(checks.microseconds_per_image, lambda s, n, b: s / (n * b))
     rejected(checks.microseconds_per_image, lambda s, n, b: s / n * 1e6)
+
+
+def _tabulated(check, right):
+    """An answer that remembers every case one run of ``check`` asked, then answers only those."""
+    table = {}
+
+    def remember(*args, **kwargs):
+        key = repr((args, sorted(kwargs.items())))
+        table[key] = right(*args, **kwargs)
+        return table[key]
+
+    accepted(check, remember)
+    known = dict(table)
+    return lambda *args, **kwargs: known.get(repr((args, sorted(kwargs.items()))), 0)
+
+
+def test_cheat_05_e2_table_of_the_hidden_cases():
+    # The hidden cases are drawn anew on every run: a table of one run's answers fails the next grading.
+    table = _tabulated(checks.microseconds_per_image, solution(2, "microseconds_per_image"))
+    accepted_visible = checks.microseconds_per_image(table)  # the visible cases are fixed...
+    assert accepted_visible
+    with pytest.raises(AssertionError):  # ...the graded ones are not
+        checks.grade(checks.microseconds_per_image, table)
 
 
 # Exercise 3: fastest_setting (build)
@@ -249,6 +318,47 @@ def test_cheat_05_e3():
     assert "changing" in rejected(checks.fastest_setting, destructive)
 
 
+def test_05_e3_numpy_keys_accepted():
+    # A right answer whose key is a NumPy integer (np.argmax over a list of batch sizes) equals the key.
+    import numpy as np
+
+    right = solution(3, "fastest_setting")
+
+    def as_numpy(rates, margin=0.05):
+        result = right(rates, margin=margin)
+        return np.int64(result) if isinstance(result, int) and not isinstance(result, bool) else result
+
+    accepted(checks.fastest_setting, as_numpy)
+
+
+def np_int(value):
+    import numpy as np
+
+    return np.int64(value)
+
+
+def test_cheat_05_e3_table_of_the_hidden_cases():
+    right = solution(3, "fastest_setting")
+    table = {}
+
+    def remember(rates, margin=0.05):
+        table[repr((sorted(rates.items(), key=repr), margin))] = right(rates, margin=margin)
+        return right(rates, margin=margin)
+
+    accepted(checks.fastest_setting, remember)
+    known = dict(table)
+
+    def from_table(rates, margin=0.05):
+        return known.get(repr((sorted(rates.items(), key=repr), margin)), "?")
+
+    assert checks.fastest_setting(from_table)  # the visible tables are fixed...
+    with pytest.raises(AssertionError):  # ...the graded ones are new on every run
+        checks.grade(checks.fastest_setting, from_table)
+    # A bool is no key, even where True == 1.
+    assert not checks._is_setting(True, 1, {1: 2.0, 2: 1.0})
+    assert checks._is_setting(np_int(1), 1, {1: 2.0, 2: 1.0})
+
+
 # Exercise 4: optimizer_steps (build)
 
 
@@ -281,6 +391,24 @@ def test_cheat_05_e4():
     assert "drop_last" in rejected(checks.optimizer_steps, ceil_only)
     assert "left over" in rejected(checks.optimizer_steps, lambda n, b, e, drop_last=False: e * (n // b))
     assert "fraction" in rejected(checks.optimizer_steps, lambda n, b, e, drop_last=False: e * n / b)
+
+
+def test_cheat_05_e4_batch_sampler_and_tables():
+    from torch.utils.data import BatchSampler, DataLoader
+
+    def by_sampler(n_images, batch_size, epochs, drop_last=False):
+        return epochs * sum(1 for _ in BatchSampler(range(n_images), batch_size, drop_last))
+
+    def by_data_loader(n_images, batch_size, epochs, drop_last=False):
+        loader = DataLoader(range(n_images), batch_size=batch_size, drop_last=drop_last)
+        return epochs * sum(1 for _ in loader)
+
+    for cheat in (by_sampler, by_data_loader):
+        assert "loader" in rejected(checks.optimizer_steps, cheat)
+    table = _tabulated(checks.optimizer_steps, solution(4, "optimizer_steps"))
+    assert checks.optimizer_steps(table)
+    with pytest.raises(AssertionError):
+        checks.grade(checks.optimizer_steps, table)
 
 
 def test_checks_print_no_expected_value(capsys):

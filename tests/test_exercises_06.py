@@ -16,6 +16,7 @@ from course_machinery.standins import rendered_digits
 from course_utils.data import TensorLoader
 
 ns = lesson_code("06")  # the lesson's own ResidualBlock and SmallResNet
+_NOTEBOOK_LOAD_DATA = checks._notebook_load_data
 
 
 def _solution(grade_id: str, **names: object) -> dict:
@@ -78,6 +79,30 @@ def test_cheat_06_e1():
     rejected(checks.bottleneck_ratio, forgets_a_1x1)
 
 
+def test_cheat_06_e1_switching_off_and_tables():
+    import sys
+
+    def switch_off(channels, reduced):
+        sys.setprofile(None)
+        return cu.count_parameters(nn.Conv2d(channels, channels, 3, bias=False)) / (
+            2 * channels * reduced + 9 * reduced**2
+        )
+
+    assert "sys.setprofile" in rejected(checks.bottleneck_ratio, switch_off)
+    right, table = _solution("06-e1-answer")["bottleneck_ratio"], {}
+
+    def remember(channels, reduced):
+        table[(channels, reduced)] = right(channels, reduced)
+        return table[(channels, reduced)]
+
+    accepted(checks.bottleneck_ratio, remember)
+    known = dict(table)  # every pair one grading asked: the next grading draws new ones
+    lookup = lambda channels, reduced: known.get((channels, reduced), 1.0)  # noqa: E731
+    assert checks.bottleneck_ratio(lookup)  # the visible pairs are fixed
+    with pytest.raises(AssertionError):
+        checks.grade(checks.bottleneck_ratio, lookup)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Exercise 2: MyBlock
 # ---------------------------------------------------------------------------------------------------------
@@ -118,6 +143,31 @@ def test_cheat_06_e2(block_cls):
             return self.inner(x)
 
     assert "yourself" in rejected(checks.residual_block, Wrapper)
+
+    from torchvision.models.resnet import BasicBlock
+
+    class TorchvisionWrapper(nn.Module):  # torchvision's block, with a 1x1 projection where the shape changes
+        def __init__(self, cin, cout, stride=1):
+            super().__init__()
+            down = None
+            if cin != cout or stride != 1:
+                down = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+            self.inner = BasicBlock(cin, cout, stride, downsample=down)
+
+        def forward(self, x):
+            return self.inner(x)
+
+    assert "yourself" in rejected(checks.residual_block, TorchvisionWrapper)
+
+    class Transplant(nn.Module):  # the lesson's block built, its layers moved in, its forward borrowed
+        def __init__(self, cin, cout, stride=1):
+            super().__init__()
+            self._modules.update(ns.ResidualBlock(cin, cout, stride)._modules)
+
+        def forward(self, x):
+            return ns.ResidualBlock.forward(self, x)
+
+    assert "yourself" in rejected(checks.residual_block, Transplant)
     assert "not an instance" in rejected(checks.residual_block, block_cls(8, 8))
 
 
@@ -240,6 +290,20 @@ def test_cheat_06_e3(net_cls, block_cls):
     assert "failed on images" in rejected(checks.my_resnet, FlattenHead, block_cls)
 
 
+def test_cheat_06_e3_transplants(block_cls):
+    class Transplant(nn.Module):  # the lesson's network built, its layers moved in, its forward borrowed
+        def __init__(self, widths=(32, 64, 128), num_classes=10, in_channels=1):
+            super().__init__()
+            ref = ns.SmallResNet(widths, num_classes=num_classes, in_channels=in_channels)
+            self._modules.update(ref._modules)
+            self.mine = nn.ModuleList(block_cls(w, w) for w in widths)  # three MyBlocks, never run
+
+        def forward(self, x):
+            return ns.SmallResNet.forward(self, x)
+
+    assert "not from the lesson's" in rejected(checks.my_resnet, Transplant, block_cls)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Exercise 4: a target accuracy within a time budget
 # ---------------------------------------------------------------------------------------------------------
@@ -261,9 +325,39 @@ def load_digits():
     return Bundle
 
 
-def test_06_e4_solution_accepted_placeholder_rejected(load_digits):
+@pytest.fixture
+def lesson_data(load_digits, monkeypatch):
+    """The check's own data replaced by the small digits (the real lesson's Fashion-MNIST takes minutes)."""
+    monkeypatch.setattr(checks, "_lesson_data", load_digits)
+    monkeypatch.setenv("COURSE_SMOKE", "1")  # the smoke run's target and epochs: what the small digits allow
+    monkeypatch.setattr(checks, "_notebook_load_data", lambda: None)  # the digits' loader is no notebook's
+    return load_digits
+
+
+def test_06_e4_configuration_is_the_lessons():
+    import course_utils
+
+    (path,) = NOTEBOOKS.glob("06_*.ipynb")
+    (setup,) = [
+        "".join(c["source"])
+        for c in json.loads(path.read_text(encoding="utf-8"))["cells"]
+        if "setup" in c["metadata"].get("tags", [])
+    ]
+    for smoke in (True, False):
+        names = {}
+        fake_cu = type("cu", (), {"SMOKE": smoke})
+        for line in setup.splitlines():
+            name = line.split("=")[0].strip()
+            if name in checks._CONFIG:
+                names[name] = eval(line.split("=", 1)[1].split("#")[0], {"cu": fake_cu})
+        assert names == {k: v[0 if smoke else 1] for k, v in checks._CONFIG.items()}
+    assert course_utils.SMOKE in (True, False)
+
+
+def test_06_e4_solution_accepted_placeholder_rejected(lesson_data):
+    load_digits = lesson_data
     torch.manual_seed(0)
-    kwargs = {"target": 0.5, "seconds": 120, "precision": "fp32"}
+    kwargs = {"target": 0.5, "seconds": 10, "precision": "fp32"}
     model = ns.MLP(hidden=(64,))  # learns the synthetic digits in seconds
     accepted(checks.time_to_accuracy, model, load_digits, epochs=2, lr=3e-3, **kwargs)
     assert all(p.grad is None for p in model.parameters())  # the learner's model was not trained
@@ -274,14 +368,15 @@ def test_06_e4_solution_accepted_placeholder_rejected(load_digits):
         checks.time_to_accuracy, model, load_digits, epochs=2, lr=3e-3, target=0.5, seconds=1e-3
     )
     assert "below the" in rejected(
-        checks.time_to_accuracy, ns.MLP(hidden=()), load_digits, epochs=1, lr=1e-5, target=1.0, seconds=60
+        checks.time_to_accuracy, ns.MLP(hidden=()), load_digits, epochs=1, lr=1e-5, target=1.0, seconds=10
     )
     assert "whole number" in rejected(
         checks.time_to_accuracy, model, load_digits, epochs=1.5, lr=1e-3, **kwargs
     )
 
 
-def test_cheat_06_e4(load_digits):
+def test_cheat_06_e4(lesson_data):
+    load_digits = lesson_data
     torch.manual_seed(0)
     trained = ns.MLP(hidden=(64,))  # an already trained network (e.g. one of the notebook's results)
     optimizer = torch.optim.Adam(trained.parameters(), lr=3e-3)
@@ -290,5 +385,37 @@ def test_cheat_06_e4(load_digits):
             optimizer.zero_grad()
             nn.functional.cross_entropy(trained(images), labels).backward()
             optimizer.step()
-    line = rejected(checks.time_to_accuracy, trained, load_digits, epochs=1, lr=1e-6, target=0.5, seconds=60)
+    line = rejected(checks.time_to_accuracy, trained, load_digits, epochs=1, lr=1e-6, target=0.5, seconds=10)
     assert "before any training" in line
+
+
+def test_cheat_06_e4_notebook_names_overwritten(lesson_data, monkeypatch):
+    model = ns.MLP(hidden=())  # a network that cannot reach a high target
+    # An unreachable budget, or a target lowered to 0: the check keeps the lesson's (at least).
+    assert "budget" in rejected(
+        checks.time_to_accuracy, model, lesson_data, epochs=1, lr=3e-3, target=0.5, seconds=float("inf")
+    )
+    assert "budget" in rejected(
+        checks.time_to_accuracy, model, lesson_data, epochs=1, lr=3e-3, target=0.5, seconds=1e6
+    )
+    config = checks._config
+    monkeypatch.setattr(checks, "_config", lambda name: 1.0 if name == "TARGET_ACC" else config(name))
+    assert "below the" in rejected(
+        checks.time_to_accuracy, ns.MLP(hidden=(64,)), lesson_data, epochs=1, lr=3e-3, target=0.0, seconds=10
+    )
+    monkeypatch.setattr(checks, "_config", config)
+    monkeypatch.setattr(checks, "_notebook_load_data", _NOTEBOOK_LOAD_DATA)
+    assert _NOTEBOOK_LOAD_DATA() is not None
+    # A load_data of one's own (a handful of easy images): refused, the lesson's data is loaded by the check.
+    fake = lambda seed, augment=False: lesson_data(seed)  # noqa: E731
+    line = rejected(checks.time_to_accuracy, model, fake, epochs=1, lr=3e-3, target=0.5, seconds=10)
+    assert "load_data" in line
+
+    def broken(seed):
+        raise OSError("no data here")
+
+    monkeypatch.setattr(checks, "_lesson_data", broken)
+    monkeypatch.setattr(checks, "_notebook_load_data", lambda: None)
+    assert "raised OSError" in rejected(
+        checks.time_to_accuracy, model, broken, epochs=1, lr=3e-3, target=0.5, seconds=10
+    )

@@ -9,6 +9,8 @@ an output shape by hand, exercise 5 counts the parameters of any conv layer. Eve
 from __future__ import annotations
 
 import ast
+import os
+import random
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -95,11 +97,16 @@ class _CountOps(TorchFunctionMode):
 
 
 def _call(
-    fn: Callable[..., Any], targets: dict[str, Any], *args: Any, **kwargs: Any
+    fn: Callable[..., Any],
+    targets: dict[str, Any],
+    *args: Any,
+    ops: dict[str, str] | None = None,
+    **kwargs: Any,
 ) -> tuple[Any, set[str], Any]:
-    """Run the learner's ``fn`` while watching ``targets``: (its result or None, the names it called, its error)."""
+    """Run the learner's ``fn`` while watching ``targets`` (and ATen ``ops``): (its result or None, the names it
+    called, its error)."""
     result, error = None, None
-    with watch_calls(targets) as seen:
+    with watch_calls(targets, ops=ops) as seen:
         try:
             result = fn(*args, **kwargs)
         except Exception as exc:  # learner code: reported by the caller, after the watch
@@ -139,6 +146,22 @@ def _typed_by_hand(name: str) -> bool | None:
     return typed_as_literal(name)
 
 
+def _fresh_seed() -> int:
+    """A seed drawn anew on every run (from the operating system): hidden inputs no answer can tabulate."""
+    return int.from_bytes(os.urandom(8), "little")
+
+
+def _refused(seen: set[str], what: str) -> str:
+    """The hint for an answer that called something it must not: what it called, and what the exercise asks."""
+    meta = sorted(name for name in seen if name.startswith(("sys.", "inspect.", "gc.")))
+    if meta:
+        return (
+            f"your function calls {', '.join(meta)}: it inspects or switches off the check that runs it. "
+            f"{what}"
+        )
+    return f"your function calls {', '.join(sorted(seen))}. {what}"
+
+
 def _fresh_conv(*args: Any, **kwargs: Any) -> nn.Conv2d:
     """An ``nn.Conv2d`` made without touching the learner's random number generator (their seed stays theirs)."""
     with torch.random.fork_rng(devices=[]):
@@ -153,46 +176,101 @@ _E1_CASES = [((9, 11), (2, 3)), ((12, 7), (4, 1)), ((6, 6), (3, 3))]
 _E1_HIDDEN = [((5, 8), (1, 1)), ((7, 5), (7, 5)), ((20, 3), (5, 2)), ((10, 13), (3, 6)), ((16, 16), (5, 5))]
 _E1_TIMING_CASE = ((34, 37), (3, 2))  # 32 × 36 output pixels, 6 kernel entries
 
+# The ATen operators that compute a convolution, its windows or its spectrum for you, however they are reached
+# (torch.ops.aten.*, torch._convolution, torch._C._nn.im2col, a disabled function hook): none of them runs in a
+# loop over the kernel's entries made of slicing, multiplying and adding.
+_E1_OPS = {
+    "convolution": "a convolution operator",
+    "_convolution": "a convolution operator",
+    "conv_tbc": "a convolution operator (conv_tbc)",
+    "im2col": "im2col (unfold)",
+    "unfold": "Tensor.unfold",
+    "as_strided": "as_strided (a view of the windows)",
+    "_fft_r2c": "an FFT",
+    "_fft_c2r": "an FFT",
+    "_fft_c2c": "an FFT",
+}
+
+
+def _numpy_routes() -> dict[str, Any]:
+    """Ways out of torch: an answer computed in NumPy (or element by element in Python) is no torch computation of
+    the input, and the check's counter of torch operations would not see its loop over output pixels."""
+    import numpy as np
+
+    return {
+        "Tensor.numpy": torch.Tensor.numpy,
+        "Tensor.__array__": torch.Tensor.__array__,
+        "Tensor.tolist": torch.Tensor.tolist,
+        "np.asarray": np.asarray,
+        "np.array": np.array,
+        "numpy as_strided": np.lib.stride_tricks.as_strided,
+        "np.einsum": np.einsum,
+    }
+
 
 def conv2d_manual(fn: Callable[[torch.Tensor, torch.Tensor], Any], *, hidden: bool = False) -> Verdict:
     """Exercise 1: ``fn(image, kernel)`` computes PyTorch's 2-D convolution (no padding, stride 1) by looping over
-    the kernel's entries, on random non-square images and kernels this check draws.
+    the kernel's entries, on random non-square images and kernels this check draws anew on every run.
 
     Args:
         fn: The learner's function, taking 2-D tensors ``(H, W)`` and ``(kH, kW)``.
         hidden: Try more shapes (as the grading does).
 
     Returns:
-        A true Verdict when it matches ``F.conv2d`` everywhere, without calling it (or unfold) and without a
-        loop over output pixels.
+        A true Verdict when it matches ``F.conv2d`` everywhere (values and gradients), computed with torch
+        operations on the inputs, without calling a convolution (or unfold, as_strided, an FFT, NumPy) and
+        without a loop over output pixels.
     """
-    gen = torch.Generator().manual_seed(101)  # own generator: the learner's global seed is left alone
-    targets = _convolution_library() | _notebook_functions("conv_unfold", "conv_loops")
+    gen = torch.Generator().manual_seed(_fresh_seed())  # own generator, fresh values on every run
+    targets = _convolution_library() | _numpy_routes() | _notebook_functions("conv_unfold", "conv_loops")
     cases = _E1_CASES + (_E1_HIDDEN if hidden else []) + [_E1_TIMING_CASE]
     for (h, w), (kh, kw) in cases:
         image, kernel = torch.randn(h, w, generator=gen), torch.randn(kh, kw, generator=gen)
-        expected = F.conv2d(image[None, None], kernel[None, None])[0, 0]  # (h - kh + 1, w - kw + 1)
+        refuse = (
+            "This exercise asks you to compute the convolution yourself, with torch operations in a loop over "
+            "the kernel's entries."
+        )
         counter = _CountOps()
         with counter:
-            output, seen, error = _call(fn, targets, image.clone(), kernel.clone())
+            output, seen, error = _call(fn, targets, image.clone(), kernel.clone(), ops=_E1_OPS)
         if seen:
-            return failed(
-                f"your function calls {', '.join(sorted(seen))}. This exercise asks you to compute the "
-                "convolution yourself, with a loop over the kernel's entries."
-            )
+            return failed(_refused(seen, refuse))
         if error is not None:
             return raised(error)
         if unanswered(output):
             return NOT_YET
-        result = _as_tensor(output)
-        if result is None:
-            return failed(f"return a tensor; your function returned a {type(output).__name__}.")
-        if result.shape != expected.shape:
+        if type(output) is not torch.Tensor:
+            return failed(f"return a torch.Tensor; your function returned a {type(output).__name__}.")
+        out_shape = (h - kh + 1, w - kw + 1)
+        if tuple(output.shape) != out_shape:
             return failed(
                 f"for an image of shape {(h, w)} and a kernel of shape {(kh, kw)} your output has shape "
-                f"{tuple(result.shape)}. Without padding the kernel may only sit where it fits entirely "
+                f"{tuple(output.shape)}. Without padding the kernel may only sit where it fits entirely "
                 "inside the image, along each axis separately."
             )
+        # Once more on inputs that track gradients: the answer must be a torch computation of them, whose
+        # gradient is the convolution's too (with gradients, writing into a view runs as_strided: allowed here).
+        given = (image.clone().requires_grad_(True), kernel.clone().requires_grad_(True))
+        weights = torch.randn(out_shape, generator=gen)
+        grads: tuple[Any, ...] = (None, None)
+        ops = {k: v for k, v in _E1_OPS.items() if k != "as_strided"}
+        with watch_calls(targets, ops=ops) as seen_again:
+            try:
+                tracked = fn(*given)
+                if type(tracked) is torch.Tensor and tracked.requires_grad:
+                    grads = torch.autograd.grad(tracked, given, weights, allow_unused=True)
+            except Exception:  # noqa: BLE001  # no graph back to the inputs: judged below
+                grads = (None, None)
+        if seen_again:
+            return failed(_refused(set(seen_again), refuse))
+        # What the check expects, computed only now: nothing of it existed while the answer ran.
+        ref_image, ref_kernel = image.clone().requires_grad_(True), kernel.clone().requires_grad_(True)
+        expected = F.conv2d(ref_image[None, None], ref_kernel[None, None])[0, 0]
+        expected_grads = torch.autograd.grad(expected, (ref_image, ref_kernel), weights)
+        expected = expected.detach()
+        result = (
+            output.detach().float()
+        )  # (detach: an output of inputs without gradients may still track some)
         if not torch.allclose(result, expected, atol=1e-4):
             flipped = F.conv2d(image[None, None], kernel.flip(0, 1)[None, None])[0, 0]
             if torch.allclose(result, flipped, atol=1e-4):
@@ -204,6 +282,15 @@ def conv2d_manual(fn: Callable[[torch.Tensor, torch.Tensor], Any], *, hidden: bo
                 f"the shape is right but the values differ (image {(h, w)}, kernel {(kh, kw)}). Each output "
                 "pixel is the sum over all kernel entries of kernel[a, b] times one image pixel: which block "
                 "of the image does kernel[a, b] meet, over all output positions?"
+            )
+        if any(
+            g is None or g.shape != e.shape or not torch.allclose(g.float(), e, atol=1e-3)
+            for g, e in zip(grads, expected_grads, strict=True)
+        ):
+            return failed(
+                "the values are right, but they were not computed from the image and the kernel with torch "
+                "operations (no gradient flows back to them). Compute the output with torch: slices of the "
+                "image, times kernel entries, added up."
             )
         if counter.count > 10 * kh * kw + 60 and counter.count > expected.numel():
             return failed(
@@ -314,7 +401,7 @@ _E3_CASES = [  # (layers as Conv2d arguments, height, width)
 
 
 def _random_stack(gen: torch.Generator, height: int, width: int) -> list[dict[str, Any]]:
-    """Two to four conv layers with random settings, each leaving at least one output pixel along each axis."""
+    """One to four conv layers with random settings, each leaving at least one output pixel along each axis."""
     layers: list[dict[str, Any]] = []
     channels = 2
     for _ in range(int(torch.randint(2, 5, (1,), generator=gen))):
@@ -346,9 +433,10 @@ def feature_map_size(fn: Callable[..., Any], *, hidden: bool = False) -> Verdict
     Returns:
         A true Verdict when every stack's size matches what the layers really output.
     """
+    gen = torch.Generator().manual_seed(_fresh_seed())  # random stacks drawn anew on every run
     cases = list(_E3_CASES)
+    cases.append((_random_stack(gen, 41, 36), 41, 36))
     if hidden:
-        gen = torch.Generator().manual_seed(303)
         cases.append(([], 19, 23))
         for height, width in ((28, 28), (51, 40), (100, 77), (33, 64)):
             cases.append((_random_stack(gen, height, width), height, width))
@@ -358,17 +446,20 @@ def feature_map_size(fn: Callable[..., Any], *, hidden: bool = False) -> Verdict
         "torch.convolution": torch.convolution,
         "F.unfold": F.unfold,
     }
+    ops = {name: "a convolution" for name in ("convolution", "_convolution", "conv_tbc", "im2col")}
     for specs, height, width in cases:
         layers = [_fresh_conv(**spec) for spec in specs]
-        with torch.no_grad():
+        answer, seen, error = _call(fn, targets, list(layers), height, width, ops=ops)
+        if seen:
+            if seen <= set(targets) | set(ops.values()):
+                return failed(
+                    "your function runs the layers (or a convolution) to measure the size. Work it out from "
+                    "each layer's settings with the output-size formula instead."
+                )
+            return failed(_refused(seen, "Work the size out from each layer's settings instead."))
+        with torch.no_grad():  # what the layers really output, measured only after the answer has run
             x = torch.zeros(1, specs[0]["in_channels"] if specs else 1, height, width)
             expected = tuple(nn.Sequential(*layers)(x).shape[-2:]) if layers else (height, width)
-        answer, seen, error = _call(fn, targets, list(layers), height, width)
-        if seen:
-            return failed(
-                "your function runs the layers to measure the size. Work it out from each layer's settings "
-                "with the output-size formula instead."
-            )
         if error is not None:
             return raised(error)
         if unanswered(answer):
@@ -459,6 +550,15 @@ def _parameters(in_channels: int, out_channels: int, kernel_size: int | tuple[in
     return out_channels * in_channels * kh * kw + (out_channels if bias else 0)
 
 
+def _random_setting(rng: random.Random) -> tuple[tuple[int, int, int | tuple[int, int]], bool]:
+    """Random Conv2d settings: channel counts, a square or non-square kernel size, with or without a bias."""
+    k = rng.randint(1, 7)
+    kernel: int | tuple[int, int] = (
+        k if rng.random() < 0.5 else (k, rng.choice([v for v in range(1, 8) if v != k]))
+    )
+    return (rng.randint(1, 300), rng.randint(1, 300), kernel), rng.random() < 0.6
+
+
 def conv_parameter_count(fn: Callable[..., Any], *, hidden: bool = False) -> Verdict:
     """Exercise 5: ``fn(in_channels, out_channels, kernel_size, bias=True)`` counts the parameters of
     ``nn.Conv2d`` with those settings (``kernel_size`` an int or a pair), without building the layer.
@@ -476,8 +576,14 @@ def conv_parameter_count(fn: Callable[..., Any], *, hidden: bool = False) -> Ver
         "Module.parameters": nn.Module.parameters,
         "Module.named_parameters": nn.Module.named_parameters,
     }
-    for (c_in, c_out, k), bias in _E5_CASES + (_E5_HIDDEN if hidden else []):
+    rng = random.Random(_fresh_seed())  # settings drawn anew on every run: nothing to tabulate
+    cases = list(_E5_CASES) + [_random_setting(rng)]
+    if hidden:
+        cases += _E5_HIDDEN + [_random_setting(rng) for _ in range(6)]
+    for (c_in, c_out, k), bias in cases:
         answer, seen, error = _call(fn, targets, c_in, c_out, k, bias=bias)
+        if seen and not seen <= set(targets):
+            return failed(_refused(seen, "Count from the layer's settings alone."))
         if seen:
             return failed(
                 "your function builds a layer and counts what it holds. Count from the settings: what shape "

@@ -39,39 +39,67 @@ def _is_helper(fn: Any, helpers: dict[str, Any]) -> str | None:
 # Exercise 1 (fix): a timing helper that warms up, synchronises and keeps the fastest run.
 
 
+def _fresh_rng() -> random.Random:
+    """A generator seeded anew on every run (from the operating system): hidden cases no table can list."""
+    return random.Random(random.SystemRandom().getrandbits(64))
+
+
 class _FakeDevice:
     """An asynchronous device with its own clock: ``step`` only launches work, ``sync`` waits for it to finish.
 
     The first step is a slow warm-up; each later step takes its own (check-chosen) time, so the expected result,
-    the fastest of the timed steps, is known exactly.
+    the fastest of the timed steps, is known exactly. The learner gets three closures (``handles``), not this
+    object's methods, and its answer must be the difference of two clock readings it was handed.
     """
 
     def __init__(self, rng: random.Random, repeats: int) -> None:
         base = rng.uniform(0.002, 0.05)  # seconds of work of one step
-        self.launch = base / 50  # the clock advances this much while a step is launched
-        self.durations = [base * rng.uniform(5, 10)]  # the warm-up step: allocations, kernel selection
+        launch = base / 50  # the clock advances this much while a step is launched
+        durations = [base * rng.uniform(5, 10)]  # the warm-up step: allocations, kernel selection
         timed = [base * rng.uniform(1.0, 1.6) for _ in range(repeats)]
         if repeats >= 3:  # the fastest neither first nor last, so neither of them alone is the answer
             fastest = min(range(repeats), key=timed.__getitem__)
             where = rng.randrange(1, repeats - 1)
             timed[fastest], timed[where] = timed[where], timed[fastest]
-        self.durations += timed
-        self.now, self.busy_until = rng.uniform(100.0, 1000.0), 0.0
-        self.steps = self.clock_reads = self.syncs = 0
+        durations += timed
+        self.launch, self.durations = (
+            launch,
+            tuple(durations),
+        )  # the check's copy; the closures hold their own
+        self.readings: list[float] = []
+        self.steps = self.syncs = 0
+        work = tuple(durations)
+        state = [rng.uniform(100.0, 1000.0), 0.0]  # now, busy_until
+        counts = [0, 0]  # steps, syncs
+        readings = self.readings
 
-    def clock(self) -> float:
-        self.clock_reads += 1
-        return self.now
+        def clock() -> float:
+            readings.append(state[0])
+            return state[0]
 
-    def step(self) -> None:
-        duration = self.durations[min(self.steps, len(self.durations) - 1)]
-        self.busy_until = max(self.busy_until, self.now) + duration  # queued behind earlier work
-        self.now += self.launch  # the call returns as soon as the work is launched
-        self.steps += 1
+        def step() -> None:
+            state[1] = (
+                max(state[1], state[0]) + work[min(counts[0], len(work) - 1)]
+            )  # queued behind earlier work
+            state[0] += launch  # the call returns as soon as the work is launched
+            counts[0] += 1
 
-    def sync(self) -> None:
-        self.syncs += 1
-        self.now = max(self.now, self.busy_until)
+        def sync() -> None:
+            counts[1] += 1
+            state[0] = max(state[0], state[1])
+
+        self._counts = counts
+        self.handles = (step, sync, clock)
+
+    def finish(self) -> None:
+        """Read the counts the closures kept, once the learner's function has returned."""
+        self.steps, self.syncs = self._counts
+        self.clock_reads = len(self.readings)
+
+    def read_differences(self) -> set[float]:
+        """Every difference of two clock readings, later minus earlier: what a measured time can be."""
+        r = self.readings[:2000]
+        return {b - a for i, a in enumerate(r) for b in r[i + 1 :]}
 
     def expected(self) -> float:
         return min(self.durations[1:])
@@ -90,9 +118,9 @@ def _timing_cases(hidden: bool) -> Iterator[tuple[random.Random, int]]:
     yield random.Random(5), 3
     yield random.Random(17), 1  # one timed call: the warm-up's work must not leak into it
     if hidden:
-        for seed in range(8):
-            rng = random.Random(500 + seed)
-            yield rng, rng.choice([1, 2, 4, 5, 7])
+        rng = _fresh_rng()
+        for _ in range(8):
+            yield random.Random(rng.getrandbits(64)), rng.choice([1, 2, 4, 5, 7])
 
 
 def best_seconds(fn: Callable[..., Any], *, hidden: bool = False) -> Verdict:
@@ -106,15 +134,22 @@ def best_seconds(fn: Callable[..., Any], *, hidden: bool = False) -> Verdict:
     notebook_sync = helpers.pop("sync", None)
     for rng, repeats in _timing_cases(hidden):
         device = _FakeDevice(rng, repeats)
+        step, sync, clock = device.handles
         targets = {**helpers, **({"the notebook's sync": notebook_sync} if notebook_sync else {})}
         try:
             with watch_calls(targets) as seen:
-                result = fn(device.step, device.sync, repeats, clock=device.clock)
+                result = fn(step, sync, repeats, clock=clock)
         except Exception as exc:  # noqa: BLE001  # the learner's error, reported as one line
             return raised(exc)
+        device.finish()
         if "the notebook's sync" in seen:
             return failed(
                 "call the sync you were given (the argument): the notebook's own sync() waits for another device."
+            )
+        if seen - set(targets):
+            return failed(
+                f"your function calls {', '.join(sorted(seen - set(targets)))}: time step() with the clock, "
+                "without inspecting or switching off the check that runs it."
             )
         if seen:
             return failed("time step() itself with the clock; don't run the notebook's measurements.")
@@ -134,6 +169,11 @@ def best_seconds(fn: Callable[..., Any], *, hidden: bool = False) -> Verdict:
         if device.steps != repeats + 1:
             return failed("call step() once to warm up, then once for each of the `repeats` timed calls.")
         if same(value, device.expected()):
+            if value not in device.read_differences():
+                return failed(
+                    "return a time you measured: the difference of two readings of the clock you were given, "
+                    "not a number worked out another way."
+                )
             continue
         if device.syncs == 0 or value < min(device.durations[1:]):
             return failed(
@@ -162,7 +202,7 @@ def _per_image_cases(hidden: bool) -> Iterator[tuple[float, int, int]]:
     yield 0.8137, 37, 48
     yield 2.5, 12, 100
     if hidden:
-        rng = random.Random(52)
+        rng = _fresh_rng()
         for _ in range(10):
             yield rng.uniform(1e-3, 30.0), rng.randint(1, 500), rng.choice([1, 16, 32, 100, 256, 1000])
 
@@ -243,6 +283,7 @@ def _setting_cases(hidden: bool) -> Iterator[tuple[dict[Any, float], float, Any]
         ([8], 0.05, True),
     ]
     if hidden:
+        rng = _fresh_rng()  # the visible tables are fixed; the hidden ones are new on every run
         for _ in range(16):
             keys = rng.choice(key_sets + [[1, 2], ["a", "b", "c", "d", "e", "f"]])
             plan.append((keys, rng.choice([0.0, 0.02, 0.05, 0.1, 0.3]), rng.random() < 0.6))
@@ -255,6 +296,19 @@ def _setting_cases(hidden: bool) -> Iterator[tuple[dict[Any, float], float, Any]
         else:
             expected = next(key for key, rate in rates.items() if rate == ranked[0])
         yield rates, margin, expected
+
+
+def _is_setting(result: Any, expected: Any, rates: dict[Any, float]) -> bool:
+    """Whether ``result`` is the expected answer: None for no clear winner, else the winning key (in any numeric
+    type that equals it, ``np.int64(96)`` for 96, but not a bool, nor a key's rate)."""
+    if expected is None or result is None:
+        return result is None and expected is None
+    if isinstance(result, bool) and not isinstance(expected, bool):
+        return False
+    try:
+        return result in rates and same(result, expected)
+    except TypeError:  # an unhashable answer is no key
+        return False
 
 
 def fastest_setting(fn: Callable[..., Any], *, hidden: bool = False) -> Verdict:
@@ -282,7 +336,7 @@ def fastest_setting(fn: Callable[..., Any], *, hidden: bool = False) -> Verdict:
         unanswered(None)
         return NOT_YET
     for result, expected, rates, _margin in answers:
-        if same(result, expected) and type(result) is type(expected):
+        if _is_setting(result, expected, rates):
             continue
         if result is not None and not any(same(result, key) for key in rates):
             return failed("return the setting (a key of rates), not its rate.")
@@ -311,7 +365,11 @@ def _loader_calls() -> dict[str, Any]:
         "len(TensorLoader)": TensorLoader.__len__,
         "DataLoader": torch.utils.data.DataLoader.__init__,
         "len(DataLoader)": torch.utils.data.DataLoader.__len__,
-        "BatchSampler": torch.utils.data.BatchSampler.__len__,
+        "len(BatchSampler)": torch.utils.data.BatchSampler.__len__,
+        "BatchSampler(...)": torch.utils.data.BatchSampler.__init__,
+        "iter(BatchSampler)": torch.utils.data.BatchSampler.__iter__,
+        "iter(TensorLoader)": TensorLoader.__iter__,
+        "iter(DataLoader)": torch.utils.data.DataLoader.__iter__,
     }
 
 
@@ -321,7 +379,7 @@ def _steps_cases(hidden: bool) -> Iterator[tuple[int, int, int, bool]]:
     yield 12_800, 256, 2, False  # an exact multiple: no smaller last batch
     yield 70, 100, 4, True  # fewer images than one batch
     if hidden:
-        rng = random.Random(54)
+        rng = _fresh_rng()
         for _ in range(20):
             batch_size = rng.choice([1, 7, 32, 100, 128, 500, 1024])
             n_images = rng.choice([batch_size * rng.randint(1, 300), rng.randint(1, 100_000)])

@@ -8,9 +8,11 @@ checks refuse them (the class itself, a subclass, a copy of its code, or an inst
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import copy
 import math
+import random
 import sys
 import time
 import types
@@ -80,7 +82,28 @@ def _reference_classes() -> list[type]:
             value = namespace.get(name)
             if isinstance(value, type) and value not in found:
                 found.append(value)
-    return found
+    return found + [cls for cls in _library_blocks() if cls not in found]
+
+
+def _library_blocks() -> list[type]:
+    """torchvision's ResNet blocks and network: a wrapper around them is no block of one's own either."""
+    try:
+        from torchvision.models import resnet
+    except Exception:  # torchvision missing: nothing of it to refuse
+        return []
+    return [resnet.BasicBlock, resnet.Bottleneck, resnet.ResNet]
+
+
+def _reference_methods(references: Sequence[type]) -> dict[str, Any]:
+    """The reference classes' __init__ and forward, for ``watch_calls``: seen by their code object however the
+    answer reaches them (``ResidualBlock.forward(self, x)`` in a transplant, an instance built and discarded)."""
+    methods: dict[str, Any] = {}
+    for cls in references:
+        for name in ("__init__", "forward", "_forward_impl"):
+            function = cls.__dict__.get(name)
+            if getattr(function, "__code__", None) is not None:
+                methods[f"{cls.__name__}.{name}"] = function
+    return methods
 
 
 def _is_reference(cls: Any, references: Sequence[type]) -> bool:
@@ -163,7 +186,10 @@ def bottleneck_ratio(fn: Any, *, hidden: bool = False) -> Verdict:
             "bottleneck_ratio should be the function itself, called as bottleneck_ratio(channels, reduced)."
         )
     watched = {"cu.count_parameters": count_parameters, "nn.Conv2d": nn.Conv2d.__init__}
-    cases = _RATIO_CASES + (_RATIO_HIDDEN if hidden else [])
+    cases = list(_RATIO_CASES)
+    if hidden:  # fixed pairs and pairs drawn anew on every run: no table of answers covers them
+        rng = random.Random(random.SystemRandom().getrandbits(64))
+        cases += _RATIO_HIDDEN + [(c, rng.randint(1, c)) for c in (rng.randint(8, 1024) for _ in range(6))]
     with watch_calls(watched) as seen:
         answers = []
         for channels, reduced in cases:
@@ -173,6 +199,12 @@ def bottleneck_ratio(fn: Any, *, hidden: bool = False) -> Verdict:
                 return raised(exc)
             if answers[0] is None and unanswered(None):  # the skeleton's body is still `...`
                 return NOT_YET
+    meta = sorted(name for name in seen if name.startswith(("sys.", "inspect.", "gc.")))
+    if meta:
+        return failed(
+            f"your function calls {', '.join(meta)}: work the ratio out from the formula, without inspecting or "
+            "switching off the check."
+        )
     if seen:
         return failed(
             "work it out from the formula for a convolution's weights, without building layers or counting "
@@ -222,26 +254,34 @@ def _block_case(
     """What is wrong with ``block_cls(cin, cout, stride)`` on an input of ``size``, in one sentence; None if right."""
     call = f"{getattr(block_cls, '__name__', 'the block')}({cin}, {cout}, stride={stride})"
     changes = cin != cout or stride != 1
+    own = "build the block from nn.Conv2d and nn.BatchNorm2d layers yourself, not from the lesson's ResidualBlock (or torchvision's)."
+    watched = _reference_methods(refs)
     try:
-        block = block_cls(cin, cout, stride)
+        with watch_calls(watched) as seen:
+            block = block_cls(cin, cout, stride)
     except Exception as exc:  # learner code: report, do not raise
         return f"{call} raised {_first_line(exc)}. The block is built as MyBlock(in_channels, out_channels, stride)."
+    if seen:
+        return own
     if not isinstance(block, nn.Module):
         return (
             f"{call} returned a {type(block).__name__}; subclass nn.Module and build the layers in __init__."
         )
     if _uses_reference(block, refs):
-        return "build the block from nn.Conv2d and nn.BatchNorm2d layers yourself, not from the lesson's ResidualBlock."
+        return own
     if sum(isinstance(m, nn.BatchNorm2d) for m in block.modules()) < 2:
         return f"{call}: F is conv 3x3 -> BN -> ReLU -> conv 3x3 -> BN; each 3x3 convolution is followed by a BatchNorm."
     block.eval()  # fresh BatchNorm layers in eval mode: nothing changes between two calls
     h, w = size
     x = torch.randn(2, cin, h, w, requires_grad=True)
     try:
-        out = block(x)
+        with watch_calls(watched) as seen:
+            out = block(x)
     except Exception as exc:
         extra = " When the shape changes, x cannot be added as it is: project it." if changes else ""
         return f"{call} failed on an input of shape {tuple(x.shape)}: {_first_line(exc)}.{extra}"
+    if seen:
+        return own
     if not isinstance(out, torch.Tensor) or out.ndim != 4:
         return f"{call} should return a 4-D tensor (batch, channels, height, width)."
     if out.shape[1] != cout:
@@ -348,13 +388,15 @@ def _net_case(
 ) -> str | None:
     """What is wrong with ``net_cls(widths=..., num_classes=..., in_channels=...)``, in one sentence; None if right."""
     call = f"MyResNet(widths={widths}, num_classes={classes}, in_channels={cin})"
+    watched = _reference_methods(refs)
     try:
-        net = net_cls(widths=widths, num_classes=classes, in_channels=cin)
+        with watch_calls(watched) as seen:
+            net = net_cls(widths=widths, num_classes=classes, in_channels=cin)
     except Exception as exc:
         return f"{call} raised {_first_line(exc)}."
     if not isinstance(net, nn.Module):
         return f"{call} returned a {type(net).__name__}; subclass nn.Module."
-    if _uses_reference(net, refs):
+    if seen or _uses_reference(net, refs):
         return (
             "assemble the network from your own MyBlock, not from the lesson's SmallResNet or ResidualBlock."
         )
@@ -373,10 +415,12 @@ def _net_case(
             calls.clear()
             x = torch.randn(2, cin, h, w)
             try:
-                with torch.no_grad():
+                with torch.no_grad(), watch_calls(watched) as seen:
                     out = net(x)
             except Exception as exc:
                 return f"{call} failed on images of shape {tuple(x.shape)}: {_first_line(exc)}."
+            if seen:
+                return "assemble the network from your own MyBlock, not from the lesson's SmallResNet or ResidualBlock (or torchvision's)."
             if not isinstance(out, torch.Tensor) or tuple(out.shape) != (2, classes):
                 shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
                 return (
@@ -518,6 +562,86 @@ def _run(
     return None, time.perf_counter() - start, acc
 
 
+# The lesson's configuration (its setup cell; a test holds the two equal): (smoke run, full lesson).
+_CONFIG = {
+    "TRAIN_SUBSET": (1024, 20_000),
+    "VAL_FRACTION": (0.25, 0.25),
+    "BATCH_SIZE": (128, 128),
+    "EPOCHS": (1, 3),
+    "TARGET_ACC": (0.3, 0.90),
+}
+
+
+def _config(name: str) -> Any:
+    import course_utils as cu
+
+    smoke, full = _CONFIG[name]
+    return smoke if cu.SMOKE else full
+
+
+def _lesson_data(seed: int) -> Any:
+    """The lesson's data, loaded by the check itself with the lesson's settings (as the notebook's load_data does):
+    whatever the notebook's names hold now, the exercise is judged on these images."""
+    import course_utils as cu
+
+    return cu.data.fashion_mnist(
+        batch_size=_config("BATCH_SIZE"),
+        subset=_config("TRAIN_SUBSET"),
+        val_fraction=_config("VAL_FRACTION"),
+        seed=seed,
+    )
+
+
+def _notebook_load_data() -> Any:
+    """The code of ``load_data`` as the lesson's notebook defines it, or None where the notebook is not at hand."""
+    try:
+        import json
+
+        from course_machinery.lessons import NOTEBOOKS
+
+        (path,) = sorted(NOTEBOOKS.glob("06_*.ipynb"))
+        for cell in json.loads(path.read_text(encoding="utf-8"))["cells"]:
+            if cell["cell_type"] != "code" or "def load_data" not in "".join(cell["source"]):
+                continue
+            for node in ast.parse("".join(cell["source"])).body:
+                if isinstance(node, ast.FunctionDef) and node.name == "load_data":
+                    module = ast.Module(body=[node], type_ignores=[])
+                    namespace: dict[str, Any] = {}
+                    exec(compile(module, "<load_data>", "exec", dont_inherit=True), namespace)
+                    return namespace["load_data"].__code__
+    except Exception:  # an installed copy without the notebooks: the check's own data is enough
+        return None
+    return None
+
+
+def _epoch_estimate(data: Any, precision: str) -> float:
+    """Seconds of one training epoch of the lesson's SimpleCNN on ``data``, from a few timed steps: the budget is
+    4 times SimpleCNN's EPOCHS epochs, so a budget far above this estimate is not the lesson's."""
+    import course_utils as cu
+
+    device = _device_of(data.train)
+    with torch.random.fork_rng(devices=[]):
+        net = cu.SimpleCNN().to(device)
+    optimizer = torch.optim.Adam(net.parameters())
+    times = []
+    for i, (images, labels) in enumerate(data.train):
+        if i > 3:
+            break
+        start = time.perf_counter()
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            outputs = net(images.to(device))
+        loss = F.cross_entropy(outputs.float(), labels.to(device))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        if i > 0:  # the first step pays one-off costs
+            times.append(time.perf_counter() - start)
+    step = max(times) if times else 1.0
+    return step * (len(data.train) + len(data.val) / 2)
+
+
 def time_to_accuracy(
     model: nn.Module | None,
     load_data: Callable[[int], Any],
@@ -560,9 +684,33 @@ def time_to_accuracy(
         return failed(f"my_epochs should be a whole number of at least 1; you gave {epochs!r}.")
     if peak is None or not 0 < peak < 1:
         return failed(f"my_lr should be a positive number below 1 (e.g. 0.003); you gave {lr!r}.")
+    lesson_code = _notebook_load_data()
+    given_code = getattr(load_data, "__code__", None)
+    if lesson_code is not None and (given_code is None or _code_key(given_code) != _code_key(lesson_code)):
+        return failed(
+            "pass the notebook's own load_data (run its cell again): the exercise is judged on the lesson's data."
+        )
+    target = max(number(target) or 0.0, _config("TARGET_ACC"))  # the lesson's target, at the least
+    budget = number(seconds)
+    if budget is None or not math.isfinite(budget) or budget <= 0:
+        return failed("the budget (seconds) should be the notebook's: run the cell that computes it again.")
     runs = [seed, seed + 1] if hidden else [seed]
     for run_seed in runs:
-        data = load_data(run_seed)
+        try:
+            data = _lesson_data(run_seed)
+            if run_seed == runs[0]:
+                # The lesson's budget is 4 x SimpleCNN's EPOCHS epochs, measured in the notebook while the machine
+                # may have been busier or quieter than now (and, in smoke mode, mostly fixed costs): only a budget
+                # ten times beyond that is refused, which still refuses an invented one (inf, 1e6).
+                cap = 60.0 + 40 * _config("EPOCHS") * _epoch_estimate(data, precision)
+                if budget > cap:
+                    return failed(
+                        f"the budget of {budget:.1f} s is far more than 4 times SimpleCNN's time on this machine: "
+                        "run the notebook's budget cell again, without changing it."
+                    )
+        except Exception as exc:  # noqa: BLE001  # data that cannot be loaded: one line, never an exception
+            return failed(f"loading the lesson's data raised {_first_line(exc)}")
+        seconds = budget
         net = copy.deepcopy(model).to(_device_of(data.train))  # the learner's model stays untrained
         try:
             before = evaluate(net, data.val, precision=precision)["acc"]
