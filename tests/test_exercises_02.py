@@ -113,6 +113,17 @@ def test_cheat_02_e2():
     assert str(expected) not in line
 
 
+def test_cheat_02_e2_sizes_are_integers_and_hints_run_out():
+    for wrong in [(64.0, 64.9, 10.5, 10), ("64", "64", "10", "10"), (64, 64, 10.0, 10), (64, True, 10, 10)]:
+        assert "integers" in rejected(checks.predicted_shape, wrong, source=f"predicted_shape = {wrong!r}")
+    typed = "predicted_shape = (64, 64, 14 - 5 + 1, 14 - 5 + 1)"  # arithmetic typed by hand is a prediction
+    accepted(checks.predicted_shape, (64, 64, 14 - 5 + 1, 14 - 5 + 1), source=typed)
+    checks._WRONG_SHAPES.clear()  # a fresh kernel
+    said = [rejected(checks.predicted_shape, (64, 64, h, h)) for h in range(11, 18)]
+    assert "height and width" in said[0]
+    assert not any("height" in line or "channels not" in line for line in said[checks._SHAPE_HINTS :])
+
+
 # --- Exercise 3: AnySizeCNN -----------------------------------------------------------------------------
 def test_02_e3_solution_and_placeholder():
     accepted(checks.any_size_cnn, answer(3, "AnySizeCNN"))
@@ -190,6 +201,59 @@ def test_cheat_02_e3():
     assert "raw scores" in rejected(checks.any_size_cnn, Softmaxed)
 
 
+def test_02_e3_accepts_padding_same():
+    solution = answer(3, "AnySizeCNN")
+
+    class Same(solution):
+        def __init__(self, image_size: int = 28, num_classes: int = 10) -> None:
+            super().__init__(image_size, num_classes)
+            self.conv1 = nn.Conv2d(1, 32, kernel_size=3, padding="same")
+            self.conv2 = nn.Conv2d(32, 64, kernel_size=3, padding="same")
+
+    accepted(checks.any_size_cnn, Same)
+
+
+def test_cheat_02_e3_dummy_forward_and_tweaked_copies():
+    def dummy_forward(self, image_size: int = 28, num_classes: int = 10) -> None:
+        nn.Module.__init__(self)
+        self.conv1 = nn.Conv2d(1, 32, kernel_size=3, padding=1)
+        self.conv2 = nn.Conv2d(32, 64, kernel_size=3, padding=1)
+        self.pool = nn.MaxPool2d(2)
+        with torch.no_grad():  # measured, not worked out
+            features = self.pool(self.conv2(self.pool(self.conv1(torch.zeros(1, 1, image_size, image_size)))))
+        self.fc = nn.Linear(features.numel(), num_classes)
+
+    def lazy_then_dummy(self, image_size: int = 28, num_classes: int = 10) -> None:
+        nn.Module.__init__(self)
+        self.conv1 = nn.Conv2d(1, 32, kernel_size=3, padding=1)
+        self.conv2 = nn.Conv2d(32, 64, kernel_size=3, padding=1)
+        self.pool = nn.MaxPool2d(2)
+        self.fc = nn.LazyLinear(num_classes)
+        with torch.no_grad():
+            self.forward(
+                torch.zeros(1, 1, image_size, image_size)
+            )  # fc becomes an nn.Linear of the right size
+
+    for init in (dummy_forward, lazy_then_dummy):
+        cheat = _variant(lambda self, x: torch.flatten(x, 1))
+        cheat.__init__ = init
+        assert "dummy batch" in rejected(checks.any_size_cnn, cheat), init.__name__
+
+    # the package's source, tweaked: another signature, another name, the input check left out
+    source = (
+        inspect.getsource(cu.SimpleCNN)
+        .replace("class SimpleCNN", "class Tweaked")
+        .replace(
+            "num_classes: int = 10, in_channels: int = 1, image_size: int = 28",
+            "image_size=28, num_classes=10, in_channels=1",
+        )
+        .replace("_check_input(self, x, self.in_channels, self.image_size)", "pass")
+    )
+    namespace = {"nn": nn, "F": F, "torch": torch}
+    exec(source, namespace)
+    assert "write the class yourself" in rejected(checks.any_size_cnn, namespace["Tweaked"])
+
+
 # --- Exercise 4: evaluate_by_hand -----------------------------------------------------------------------
 def test_02_e4_solution_and_placeholder():
     accepted(checks.evaluate_by_hand, answer(4, "evaluate_by_hand"))
@@ -260,3 +324,62 @@ def test_cheat_02_e4():
     with pytest.raises(AssertionError, match="loss_fn you are given"):
         checks.grade(checks.evaluate_by_hand, own_loss)
     assert "dict" in rejected(checks.evaluate_by_hand, lambda model, loader, loss_fn: (0.5, 0.5, 10))
+
+
+def _check_frames():
+    """The frames above the learner's function, as a traceback reaches them (no sys._getframe, which is watched)."""
+    try:
+        raise RuntimeError
+    except RuntimeError as exc:
+        frame = exc.__traceback__.tb_frame.f_back
+    while frame is not None:
+        yield frame
+        frame = frame.f_back
+
+
+def _silence_the_watch():
+    for frame in _check_frames():
+        for value in list(frame.f_locals.values()):
+            if isinstance(value, set) and all(isinstance(v, str) for v in value):
+                value.clear()
+
+
+def test_cheat_02_through_the_check_frames():
+    def read_expected(model, loader, loss_fn):  # the expected values, if the check had worked them out before
+        for frame in _check_frames():
+            found = frame.f_locals
+            if {"loss", "acc", "count"} <= found.keys():
+                return {"loss": found["loss"], "acc": found["acc"], "n": found["count"]}
+        return {"loss": 0.0, "acc": 0.0, "n": 0}
+
+    def package_silenced(model, loader, loss_fn):
+        result = cu.evaluate(model, loader, loss_fn=loss_fn)
+        _silence_the_watch()
+        return result
+
+    def count_silenced(in_channels, out_channels, kernel_size, bias=True):
+        count = cu.count_parameters(nn.Conv2d(in_channels, out_channels, kernel_size, bias=bias))
+        _silence_the_watch()
+        return count
+
+    rejected(checks.evaluate_by_hand, read_expected)
+    assert "write the loop yourself" in rejected(checks.evaluate_by_hand, package_silenced)
+    assert "building a layer" in rejected(checks.conv_parameters, count_silenced)
+
+    class Silenced(nn.Module):
+        def __init__(self, image_size: int = 28, num_classes: int = 10) -> None:
+            super().__init__()
+            self.inner = cu.SimpleCNN(num_classes=num_classes, image_size=image_size)
+            self.conv1, self.conv2, self.pool, self.fc = (
+                self.inner.conv1,
+                self.inner.conv2,
+                self.inner.pool,
+                self.inner.fc,
+            )
+            del self._modules["inner"]  # no SimpleCNN among its modules
+            _silence_the_watch()
+
+        def forward(self, x):
+            return cu.SimpleCNN.forward(self, x)
+
+    assert "write the class yourself" in rejected(checks.any_size_cnn, Silenced)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import warnings
 
 import pytest
 import torch
@@ -16,6 +17,34 @@ from course_machinery.checks import lesson03 as checks
 SETUP = (
     "from course_machinery.checks import lesson03 as checks\nimport course_utils as cu\nfrom torch import nn"
 )
+
+
+def _check_frames():
+    """The frames above the learner's function, as a traceback reaches them (no sys._getframe, which is watched)."""
+    try:
+        raise RuntimeError
+    except RuntimeError as exc:
+        frame = exc.__traceback__.tb_frame.f_back  # the cheat's own frame, then its callers
+    while frame is not None:
+        yield frame
+        frame = frame.f_back
+
+
+def _silence_the_watch():
+    """What a cheat does with the check's frames: empty every set of names it finds there."""
+    for frame in _check_frames():
+        for value in list(frame.f_locals.values()):
+            if isinstance(value, set) and all(isinstance(v, str) for v in value):
+                value.clear()
+
+
+def _read_from_the_check(*names):
+    """What a cheat reads from the check's frames: the first frame that holds all of ``names``."""
+    for frame in _check_frames():
+        found = frame.f_locals
+        if all(name in found for name in names):
+            return tuple(found[name] for name in names)
+    return None
 
 
 # ------------------------------------------------------------------------------ Exercise 1: BatchNorm's parameters
@@ -134,6 +163,105 @@ def test_cheat_03_e2():
         assert "yourself" in rejected(checks.batchnorm_train, cheat), cheat.__name__
 
 
+def _by_operator(normalise):
+    """A cheat whose y comes from ``normalise(x, weight, bias, eps)`` (torch's own normalisation, reached below
+    the Python functions), with the running statistics worked out by hand: only y is borrowed."""
+
+    def cheat(x, weight, bias, running_mean, running_var, momentum=0.1, eps=1e-5):
+        _, new_mean, new_var = batchnorm_solution(x, weight, bias, running_mean, running_var, momentum, eps)
+        return normalise(x, weight, bias, eps), new_mean, new_var
+
+    return cheat
+
+
+def _per_channel(x):
+    """(channels, batch * height * width): every value of a channel in one row."""
+    return x.transpose(0, 1).reshape(x.shape[1], -1)
+
+
+def _from_rows(rows, x, weight, bias):
+    y = rows.reshape(x.shape[1], x.shape[0], *x.shape[2:]).transpose(0, 1)
+    return weight.view(1, -1, 1, 1) * y + bias.view(1, -1, 1, 1)
+
+
+with warnings.catch_warnings():  # torch.jit.script is deprecated, but still runs
+    warnings.simplefilter("ignore")
+
+    @torch.jit.script
+    def _scripted_batch_norm(x, weight, bias, eps: float):
+        c = x.shape[1]
+        return F.batch_norm(x, torch.zeros(c), torch.ones(c), weight, bias, True, 0.1, eps)
+
+    @torch.jit.script
+    def _scripted_dropout(x, p: float, training: bool):
+        return F.dropout(x, p, training)
+
+
+def test_cheat_03_e2_operators_below_the_python_functions():
+    aten = torch.ops.aten
+
+    def stats(x):
+        c = x.shape[1]
+        return torch.zeros(c), torch.ones(c)
+
+    routes = {
+        "aten.native_batch_norm": lambda x, w, b, eps: aten.native_batch_norm(
+            x, w, b, *stats(x), True, 0.1, eps
+        )[0],
+        "aten.batch_norm": lambda x, w, b, eps: aten.batch_norm(x, w, b, *stats(x), True, 0.1, eps, False),
+        "aten._native_batch_norm_legit": lambda x, w, b, eps: aten._native_batch_norm_legit(
+            x, w, b, *stats(x), True, 0.1, eps
+        )[0],
+        "torch._native_batch_norm_legit": lambda x, w, b, eps: torch._native_batch_norm_legit(
+            x, w, b, *stats(x), True, 0.1, eps
+        )[0],
+        "torch._batch_norm_impl_index": lambda x, w, b, eps: torch._batch_norm_impl_index(
+            x, w, b, *stats(x), True, 0.1, eps, False
+        )[0],
+        "aten.instance_norm": lambda x, w, b, eps: _from_rows(
+            aten.instance_norm(_per_channel(x)[None], None, None, None, None, True, 0.1, eps, False)[0],
+            x,
+            w,
+            b,
+        ),
+        "torch.native_group_norm": lambda x, w, b, eps: _from_rows(
+            torch.native_group_norm(
+                _per_channel(x)[:, None], None, None, x.shape[1], 1, _per_channel(x).shape[1], 1, eps
+            )[0][:, 0],
+            x,
+            w,
+            b,
+        ),
+        "torch.native_layer_norm": lambda x, w, b, eps: _from_rows(
+            torch.native_layer_norm(_per_channel(x), [_per_channel(x).shape[1]], None, None, eps)[0], x, w, b
+        ),
+        "TorchScript F.batch_norm": _scripted_batch_norm,
+    }
+    for route, normalise in routes.items():
+        cheat = _by_operator(normalise)
+        # each gives nn.BatchNorm2d's numbers: only the watch can tell
+        y, *_ = cheat(**checks._bn_cases(False)[0])
+        assert checks._close(y, checks._bn_reference(checks._bn_cases(False)[0])[0]), route
+        line = rejected(checks.batchnorm_train, cheat)
+        assert "yourself" in line and "aten." in line, (route, line)
+
+
+def test_cheat_03_e2_through_the_check_frames():
+    def read_expected(x, weight, bias, running_mean, running_var, momentum=0.1, eps=1e-5):
+        found = _read_from_the_check("y_ref", "mean_ref", "var_ref")  # computed before the call, once
+        return found if found is not None else (x, running_mean, running_var)
+
+    def silenced(x, weight, bias, running_mean, running_var, momentum=0.1, eps=1e-5):
+        y = F.batch_norm(
+            x, running_mean, running_var, weight, bias, training=True, momentum=momentum, eps=eps
+        )
+        _silence_the_watch()  # the live set of names used to be a local of the check's frame
+        return y, running_mean, running_var
+
+    rejected(checks.batchnorm_train, read_expected)
+    assert "yourself" in rejected(checks.batchnorm_train, silenced)
+
+
 # --------------------------------------------------------------------------- Exercise 3: dropout's scaling factor
 
 
@@ -212,6 +340,38 @@ def test_cheat_03_e4():
 
     for cheat in (library, layer, torch_level, improved_cnn):
         assert "yourself" in rejected(checks.dropout_by_hand, cheat), cheat.__name__
+
+
+def test_cheat_03_e4_operators_and_the_check_frames():
+    aten = torch.ops.aten
+
+    def native(x, p, training=True):
+        return aten.native_dropout(x, p, training)[0]
+
+    def aten_dropout(x, p, training=True):  # on the CPU it breaks into bernoulli_ and mul below dispatch
+        return aten.dropout(x, p, training)
+
+    def aten_dropout_overload(x, p, training=True):
+        return aten.dropout.default(x, p, training)
+
+    def scripted(x, p, training=True):
+        return _scripted_dropout(x, p, training)
+
+    def silenced(x, p, training=True):
+        out = F.dropout(x, p, training)
+        _silence_the_watch()
+        return out
+
+    for cheat in (native, aten_dropout, aten_dropout_overload, scripted, silenced):
+        line = rejected(checks.dropout_by_hand, cheat)
+        assert "yourself" in line, (cheat.__name__, line)
+
+    def bernoulli_by_hand(x, p, training=True):  # the same operators as aten.dropout on the CPU, written out
+        if not training or p == 0:
+            return x
+        return x * torch.empty_like(x).bernoulli_(1 - p) / (1 - p)
+
+    accepted(checks.dropout_by_hand, bernoulli_by_hand)
 
 
 # --------------------------------------------------------------------------- Exercise 5: evaluating correctly
@@ -296,3 +456,43 @@ def test_cheat_03_e5():
 
     assert "cu.evaluate" in rejected(checks.val_accuracy, package)
     assert "copy" in rejected(checks.val_accuracy, on_a_copy)
+
+    def shallow_copy(
+        model, loader, device
+    ):  # the copy's modules are copies too: the given ones stay in train
+        copied = copy.copy(model)
+        copied._modules = {name: copy.copy(module) for name, module in model._modules.items()}
+        copied.eval()
+        with torch.no_grad():
+            return broken_val_accuracy(copied, loader, device)
+
+    def copied_by_hand(model, loader, device):  # the same, without the copy module
+        def clone(module):
+            new = object.__new__(type(module))
+            new.__dict__.update(module.__dict__)
+            new._modules = {name: clone(child) for name, child in module._modules.items()}
+            return new
+
+        copied = clone(model).eval()
+        with torch.no_grad():
+            return broken_val_accuracy(copied, loader, device)
+
+    def silenced_copy(model, loader, device):
+        copied = copy.deepcopy(model).eval()
+        _silence_the_watch()
+        with torch.no_grad():
+            return broken_val_accuracy(copied, loader, device)
+
+    def expected_read(model, loader, device):  # the expected accuracy, if the check had worked it out before
+        found = _read_from_the_check("expected")
+        return found[0] if found is not None else 0.0
+
+    def package_silenced(model, loader, device):
+        acc = cu.evaluate(model, loader, device=device)["acc"]
+        _silence_the_watch()
+        return acc
+
+    for cheat in (shallow_copy, copied_by_hand, silenced_copy):
+        assert "copy" in rejected(checks.val_accuracy, cheat), cheat.__name__
+    rejected(checks.val_accuracy, expected_read)
+    assert "cu.evaluate" in rejected(checks.val_accuracy, package_silenced)

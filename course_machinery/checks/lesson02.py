@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import copy
+import functools
 import inspect
 import math
 from collections.abc import Callable
@@ -29,6 +29,29 @@ from ._feedback import (
 )
 
 __all__ = ["grade", "conv_parameters", "predicted_shape", "any_size_cnn", "evaluate_by_hand"]
+
+
+def _invoke(call: Callable[[], Any]) -> tuple[Any, BaseException | None]:
+    try:
+        return call(), None
+    except Exception as exc:  # the learner's exception: the check reports it
+        return None, exc
+
+
+def _watched(
+    call: Callable[[], Any], targets: dict[str, Any], ops: dict[str, str] | None = None
+) -> tuple[Any, BaseException | None, frozenset[str]]:
+    """Run the learner's ``call()`` under ``watch_calls(targets, ops)``: (its result, the exception it raised or
+    None, the names it called).
+
+    While the learner's code runs, this frame (which a traceback's ``tb_frame.f_back`` reaches) holds no reference
+    to the live set of names: it sits on the evaluation stack only. A check computes its expected values after
+    this returns, never before.
+    """
+    with watch_calls(targets, ops) as seen:
+        outcome = (seen, (seen := None), *_invoke(call))
+    called, _, result, error = outcome
+    return result, error, frozenset(called)
 
 
 def _course_functions(*names: str) -> dict[str, Any]:
@@ -74,14 +97,13 @@ def conv_parameters(fn: Callable[..., Any], *, hidden: bool = False) -> Verdict:
     }
     cases = _CONV_CASES + (_CONV_HIDDEN if hidden else [])
     for in_channels, out_channels, k, bias in cases:
-        try:
-            with watch_calls(refused) as seen:
-                if bias:
-                    answer = fn(in_channels, out_channels, k)  # bias=True is the default, as in nn.Conv2d
-                else:
-                    answer = fn(in_channels, out_channels, k, bias=False)
-        except Exception as exc:  # learner code: report, do not raise
-            return raised(exc)
+        if bias:  # bias=True is the default, as in nn.Conv2d
+            call = functools.partial(fn, in_channels, out_channels, k)
+        else:
+            call = functools.partial(fn, in_channels, out_channels, k, bias=False)
+        answer, error, seen = _watched(call, refused)
+        if error is not None:  # learner code: report, do not raise
+            return raised(error)
         if seen:
             return failed(
                 "work the count out from the four numbers: building a layer and counting its parameters "
@@ -112,6 +134,8 @@ def conv_parameters(fn: Callable[..., Any], *, hidden: bool = False) -> Verdict:
 # --- Exercise 2: predict the output shape of a 5x5 convolution without padding ----------------------------
 # nn.Conv2d(32, 64, kernel_size=5) on a (64, 32, 14, 14) batch: (in, out, kernel_size), input shape
 _SHAPE_QUESTION = ((32, 64, 5), (64, 32, 14, 14))
+_SHAPE_HINTS = 3  # wrong shapes (in this kernel) that get a hint naming which parts are wrong
+_WRONG_SHAPES: set[tuple[int, ...]] = set()
 
 
 def predicted_shape(answer: Any, *, hidden: bool = False, source: str | None = None) -> Verdict:
@@ -132,34 +156,50 @@ def predicted_shape(answer: Any, *, hidden: bool = False, source: str | None = N
             "type your prediction as a value, such as (1, 2, 3, 4), worked out with the output-size formula; "
             "a shape computed by running the layer is not a prediction."
         )
+    # 64.0, "64" and True are not sizes (int() would make them ones)
+    if not (isinstance(answer, (tuple, list)) and all(type(v) is int for v in answer)):
+        return failed("give the shape as a tuple of integers: (batch, channels, height, width).")
     (in_channels, out_channels, k), input_shape = _SHAPE_QUESTION
     layer = nn.Conv2d(in_channels, out_channels, kernel_size=k)
     with torch.no_grad():
         expected = tuple(layer(torch.zeros(2, *input_shape[1:])).shape)  # batch 2 suffices to find the rest
     expected = (input_shape[0], *expected[1:])
-    try:
-        given = tuple(int(v) for v in answer)
-    except (TypeError, ValueError):
-        return failed("give the shape as a tuple of integers: (batch, channels, height, width).")
+    given = tuple(answer)
     if given == expected:
         return passed("that is the shape the layer gives.")
+    _WRONG_SHAPES.add(given)
+    general = (
+        "The batch size never changes, the channels are the layer's out_channels, and each side follows the "
+        "output-size formula (size + 2·padding − kernel_size) / stride + 1."
+    )
     if len(given) != len(expected):
         return failed(
             f"your shape has {len(given)} dimensions; a conv layer's output has four: (batch, channels, height, "
             "width)."
         )
+    # Beyond a few wrong shapes, a hint that names the wrong parts would let a loop find the answer part by part.
+    if len(_WRONG_SHAPES) > _SHAPE_HINTS:
+        return failed(f"not this shape yet. {general}")
     wrong = [i for i, (g, e) in enumerate(zip(given, expected, strict=True)) if g != e]
     names = {0: "the batch size", 1: "the channels"}
     where = " and ".join(dict.fromkeys(names.get(i, "height and width") for i in wrong))
-    return failed(
-        f"{where} not right yet. The batch size never changes, the channels are the layer's out_channels, and "
-        "each side follows the output-size formula (size + 2·padding − kernel_size) / stride + 1."
-    )
+    return failed(f"{where} not right yet. {general}")
 
 
 # --- Exercise 3: SimpleCNN for any image size (fc's size from image_size; flatten keeps the batch) --------
 _SIZES = [(20, 10), (12, 3)]  # (image_size, num_classes); the notebook shows 28, 32 and 56
 _SIZES_HIDDEN = [(8, 10), (28, 10), (32, 5), (24, 7), (36, 2)]  # small: each also runs at twice the size
+# A forward pass during __init__ (a dummy batch through the layers, or one that sizes a lazy layer).
+_FORWARD_OPS = {
+    name: "a forward pass in __init__"
+    for name in (
+        "convolution",
+        "_convolution",
+        "max_pool2d",
+        "max_pool2d_with_indices",
+        "adaptive_max_pool2d",
+    )
+}
 
 
 def _layers_fault(model: nn.Module, image_size: int, num_classes: int) -> str | None:
@@ -173,8 +213,11 @@ def _layers_fault(model: nn.Module, image_size: int, num_classes: int) -> str | 
             type(conv) is nn.Conv2d
             and (conv.in_channels, conv.out_channels) == (cin, cout)
             and conv.kernel_size == (3, 3)
-            and conv.padding == (1, 1)
+            and conv.padding in ((1, 1), "same")  # with a 3×3 kernel and stride 1, "same" is padding 1
+            and conv.padding_mode == "zeros"
             and conv.stride == (1, 1)
+            and conv.dilation == (1, 1)
+            and conv.groups == 1
         ):
             return (
                 "conv1 and conv2 are SimpleCNN's: nn.Conv2d with 3×3 kernels and padding=1, from 1 to 32 and "
@@ -201,16 +244,38 @@ def _layers_fault(model: nn.Module, image_size: int, num_classes: int) -> str | 
     return None
 
 
+# What any SimpleCNN written from the notebook's description may use: what is left of a method's names and
+# strings once these are taken out is the package's own writing (its input check, its error message, its
+# in_channels), which a copy of its source carries and an answer written from the notebook has no reason to.
+_COMMON = {
+    "super", "__init__", "__class__", "self", "nn", "Conv2d", "MaxPool2d", "Linear", "F", "relu", "torch",
+    "flatten", "view", "reshape", "size", "shape", "conv1", "conv2", "pool", "fc", "image_size", "num_classes",
+    "ValueError", "AssertionError", "TypeError", "math", "int", "len", "forward", "x",
+}  # fmt: skip
+
+
+def _marks(fn: Any) -> set[str]:
+    """The names and string constants of ``fn``'s code and the code nested in it (not the bytecode itself, which
+    changes with how it was compiled, nor the variable names, which a copy renames at no cost)."""
+    code = getattr(inspect.unwrap(fn), "__code__", None) if fn is not None else None
+    marks: set[str] = set()
+    todo = [code] if code is not None else []
+    while todo:
+        code = todo.pop()
+        marks.update(code.co_names)
+        for const in code.co_consts:
+            if isinstance(const, str):
+                marks.add(const)
+            elif hasattr(const, "co_names"):
+                todo.append(const)
+    return marks
+
+
 def _copies(cls: type, reference: type) -> bool:
-    """Whether ``cls`` carries ``reference``'s own code (a copy under another name)."""
-    for method in ("__init__", "forward"):
-        mine, theirs = getattr(cls, method, None), getattr(reference, method)
-        code, ref = getattr(mine, "__code__", None), theirs.__code__
-        # names, constants and variables, not the bytecode itself (which changes with how it was compiled)
-        fingerprint = ("co_names", "co_consts", "co_varnames")
-        if code is not None and all(getattr(code, a) == getattr(ref, a) for a in fingerprint):
-            return True
-    return False
+    """Whether ``cls``'s ``__init__`` or ``forward`` carries writing of ``reference``'s own (a copy of its source,
+    renamed or tweaked)."""
+    own = (_marks(reference.__init__) | _marks(reference.forward)) - _COMMON
+    return any(_marks(getattr(cls, method, None)) & own for method in ("__init__", "forward"))
 
 
 def any_size_cnn(cls: Any, *, hidden: bool = False) -> Verdict:
@@ -241,14 +306,22 @@ def any_size_cnn(cls: Any, *, hidden: bool = False) -> Verdict:
     for image_size, num_classes in _SIZES + (_SIZES_HIDDEN if hidden else []):
         x = torch.randn(3, 1, image_size, image_size, generator=gen)  # (3, 1, s, s)
         wrong = torch.randn(2, 1, 2 * image_size, 2 * image_size, generator=gen)  # 4x the features per image
-        try:
-            with torch.random.fork_rng(devices=[]), watch_calls(refused) as seen:
-                torch.manual_seed(image_size)
-                model = cls(image_size=image_size, num_classes=num_classes)
-        except Exception as exc:
-            return raised(exc)
-        if seen or any(isinstance(m, (cu.SimpleCNN, cu.ImprovedCNN)) for m in model.modules()):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(image_size)
+            model, error, seen = _watched(
+                functools.partial(cls, image_size=image_size, num_classes=num_classes), refused, _FORWARD_OPS
+            )
+        if seen & set(refused) or (
+            error is None and any(isinstance(m, (cu.SimpleCNN, cu.ImprovedCNN)) for m in model.modules())
+        ):
             return failed(build_it)
+        if seen:
+            return failed(
+                "work out fc's input size from image_size in __init__, without running layers on a dummy "
+                "batch: how the side shrinks through the convolutions and poolings is what this exercise asks."
+            )
+        if error is not None:
+            return raised(error)
         if next(model.parameters(), None) is None:
             return failed(
                 "there is no answer yet. Create the layers in __init__, write forward, then run the cell again."
@@ -257,16 +330,16 @@ def any_size_cnn(cls: Any, *, hidden: bool = False) -> Verdict:
         if fault:
             return failed(fault)
         model.eval()
-        try:
-            with torch.no_grad(), watch_calls(refused) as seen:
-                scores = model(x)
-                features = model.pool(F.relu(model.conv1(x)))  # (3, 32, s/2, s/2)
-                features = model.pool(F.relu(model.conv2(features)))  # (3, 64, s/4, s/4)
-                expected = model.fc(torch.flatten(features, 1))  # (3, num_classes)
-        except Exception as exc:
-            return raised(exc)
+        with torch.no_grad():
+            scores, error, seen = _watched(functools.partial(model, x.clone()), refused)
         if seen:
             return failed(build_it)
+        if error is not None:
+            return raised(error)
+        with torch.no_grad():  # SimpleCNN's computation on the model's layers, now that its forward has run
+            features = model.pool(F.relu(model.conv1(x)))  # (3, 32, s/2, s/2)
+            features = model.pool(F.relu(model.conv2(features)))  # (3, 64, s/4, s/4)
+            expected = model.fc(torch.flatten(features, 1))  # (3, num_classes)
         if unanswered(scores):
             return NOT_YET
         if not isinstance(scores, torch.Tensor) or tuple(scores.shape) != (3, num_classes):
@@ -332,6 +405,21 @@ def _sums(model: _Probe, loader: DataLoader, loss_fn: nn.Module) -> tuple[float,
     return (*weighted, sum(losses) / len(losses), sum(accs) / len(accs), n)
 
 
+def _eval_case(
+    n: int, batch_size: int, classes: int, smoothing: float
+) -> tuple[_Probe, DataLoader, nn.Module]:
+    """A probe model after a few training batches, a loader of n images and a loss: the same for the same numbers.
+    Call it under ``torch.random.fork_rng``: it seeds torch's global generator."""
+    torch.manual_seed(100 + n)
+    images, labels = torch.randn(n, 1, 4, 4), torch.randint(0, classes, (n,))  # (n, 1, 4, 4), (n,)
+    model = _Probe(16, classes)
+    for _ in range(3):  # training batches: batch norm's running statistics move away from 0 and 1
+        model(torch.randn(8, 1, 4, 4) * 2 + 1)
+    model.calls.clear()
+    loader = DataLoader(TensorDataset(images, labels), batch_size=batch_size)
+    return model, loader, nn.CrossEntropyLoss(label_smoothing=smoothing)
+
+
 def evaluate_by_hand(fn: Callable[..., Any], *, hidden: bool = False) -> Verdict:
     """Check ``fn(model, loader, loss_fn)``: ``{"loss", "acc", "n"}`` weighted by images, eval mode, no gradients.
 
@@ -352,30 +440,24 @@ def evaluate_by_hand(fn: Callable[..., Any], *, hidden: bool = False) -> Verdict
     )
     for n, batch_size, classes, smoothing in _EVAL_CASES + (_EVAL_HIDDEN if hidden else []):
         with torch.random.fork_rng(devices=[]):  # the learner's global random state is left alone
-            torch.manual_seed(100 + n)
-            images, labels = torch.randn(n, 1, 4, 4), torch.randint(0, classes, (n,))  # (n, 1, 4, 4), (n,)
-            model = _Probe(16, classes)
-            for _ in range(3):  # training batches: batch norm's running statistics move away from 0 and 1
-                model(torch.randn(8, 1, 4, 4) * 2 + 1)
-            model.calls.clear()
-            loader = DataLoader(TensorDataset(images, labels), batch_size=batch_size)
-            loss_fn = nn.CrossEntropyLoss(label_smoothing=smoothing)
-            loss, acc, batch_loss, batch_acc, count = _sums(model, loader, loss_fn)
-            plain_loss = _sums(model, loader, nn.CrossEntropyLoss())[0]
-            state = copy.deepcopy(model.state_dict())
+            model, loader, loss_fn = _eval_case(n, batch_size, classes, smoothing)
             model.train()  # as a model is after training: evaluation must switch it
-            try:
-                with watch_calls(refused) as seen:
-                    result = fn(model, loader, loss_fn)
-            except Exception as exc:
-                return raised(exc)
+            result, error, seen = _watched(functools.partial(fn, model, loader, loss_fn), refused)
         if seen:
             return failed(
                 "write the loop yourself: the package's evaluation functions are what this exercise asks you to "
                 "write."
             )
+        if error is not None:
+            return raised(error)
         if unanswered(result):
             return NOT_YET
+        # What to expect, only now that the learner's code has run: from the case drawn again.
+        with torch.random.fork_rng(devices=[]):
+            fresh, fresh_loader, fresh_loss = _eval_case(n, batch_size, classes, smoothing)
+        loss, acc, batch_loss, batch_acc, count = _sums(fresh, fresh_loader, fresh_loss)
+        plain_loss = _sums(fresh, fresh_loader, nn.CrossEntropyLoss())[0]
+        state = fresh.state_dict()
         if not (isinstance(result, dict) and {"loss", "acc", "n"} <= result.keys()):
             return failed("return a dict with the keys 'loss', 'acc' and 'n'.")
         if not model.calls:

@@ -6,15 +6,19 @@ shows); ``hidden=True`` (what ``grade`` runs) tries more of them.
 
 from __future__ import annotations
 
+import _thread
 import ast
+import contextlib
 import copy
 import inspect
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.autograd import profiler_legacy
 
 from course_utils import _loop, _models
 
@@ -33,6 +37,70 @@ from ._feedback import (
 )
 
 __all__ = ["grade", "bn_params", "batchnorm_train", "dropout_scale", "dropout_by_hand", "val_accuracy"]
+
+
+# ------------------------------------------------------------------------------------- running the learner's code
+
+# Routes around the watch that no answer needs: a thread (whose torch calls the function and operator watches do
+# not see) and switching off the recording of operators.
+_EVASIONS = {
+    "threading.Thread.start": threading.Thread.start,
+    "_thread.start_new_thread": _thread.start_new_thread,
+    "torch.autograd._disable_profiler_legacy": torch.autograd._disable_profiler_legacy,
+    "torch.autograd._enable_profiler_legacy": torch.autograd._enable_profiler_legacy,
+    "torch.autograd._disable_profiler": torch.autograd._disable_profiler,
+    "torch.autograd._enable_profiler": torch.autograd._enable_profiler,
+}
+
+
+@contextlib.contextmanager
+def _operators_recorded(wanted: dict[str, str]) -> Iterator[set[str]]:
+    """The ``wanted`` ATen operators (``"aten::dropout"`` -> name to report) that the block runs, as a set filled
+    in on exit. Torch's profiler records every operator, composite ones too (``aten::dropout`` on the CPU, which
+    breaks into ``bernoulli_`` and ``mul`` before a TorchDispatchMode sees it), whichever route reached it
+    (``torch.ops.aten``, a TorchScript function). If the block switched the recording off, "torch's profiler" is
+    reported."""
+    found: set[str] = set()
+    if torch.autograd._profiler_enabled():  # someone profiles already: theirs is left alone
+        yield found
+        return
+    recorder = profiler_legacy.profile()
+    recorder.__enter__()
+    try:
+        yield found
+    finally:
+        try:
+            recorder.__exit__(None, None, None)
+            found.update(wanted[e.name] for e in recorder.function_events if e.name in wanted)
+        except Exception:  # the recording was switched off inside the block
+            found.add("torch's profiler")
+
+
+def _invoke(call: Callable[[], Any]) -> tuple[Any, BaseException | None]:
+    try:
+        return call(), None
+    except Exception as exc:  # the learner's exception: the check reports it
+        return None, exc
+
+
+def _watched(
+    call: Callable[[], Any], targets: dict[str, Any], ops: tuple[str, ...] = ()
+) -> tuple[Any, BaseException | None, frozenset[str]]:
+    """Run the learner's ``call()`` watched: (its result, the exception it raised or None, the names it called).
+
+    ``targets`` go to ``watch_calls``; ``ops`` are ATen operator names, watched both where torch dispatches them
+    and, composite ones included, in torch's record of operators. While the learner's code runs, this frame (which
+    a traceback's ``tb_frame.f_back`` reaches) holds no reference to the live set of names: it sits on the
+    evaluation stack only. A check computes its expected values after this returns, never before.
+    """
+    labels = {name: f"aten.{name}" for name in ops}
+    with (
+        _operators_recorded({f"aten::{n}": label for n, label in labels.items()}) as recorded,
+        watch_calls({**targets, **_EVASIONS}, labels or None) as seen,  # inside: the recording is not seen
+    ):
+        outcome = (seen, recorded, (seen := None), (recorded := None), *_invoke(call))
+    called, also, _, _, result, error = outcome
+    return result, error, frozenset(called | also)
 
 
 # ---------------------------------------------------------------------------------------------- predictions
@@ -123,7 +191,36 @@ _NORMS = {
     "torch.group_norm": torch.group_norm,
     "F.layer_norm": F.layer_norm,
     "torch.layer_norm": torch.layer_norm,
+    "torch._native_batch_norm_legit": torch._native_batch_norm_legit,
+    "torch._batch_norm_impl_index": torch._batch_norm_impl_index,
+    "torch.native_group_norm": torch.native_group_norm,
+    "torch.native_layer_norm": torch.native_layer_norm,
 }
+# Where every normalisation of torch ends, whichever route reaches it (torch.ops.aten, a private function, a
+# TorchScript function, instance norm on a reshaped x, group or layer norm over one channel's values).
+_NORM_OPS = (
+    "batch_norm",
+    "native_batch_norm",
+    "_native_batch_norm_legit",
+    "_native_batch_norm_legit_no_training",
+    "_native_batch_norm_legit_functional",
+    "_batch_norm_impl_index",
+    "_batch_norm_with_update",
+    "_batch_norm_with_update_functional",
+    "_batch_norm_no_update",
+    "cudnn_batch_norm",
+    "miopen_batch_norm",
+    "batch_norm_stats",
+    "batch_norm_elemt",
+    "batch_norm_gather_stats",
+    "instance_norm",
+    "group_norm",
+    "native_group_norm",
+    "layer_norm",
+    "native_layer_norm",
+    "rms_norm",
+    "_fused_rms_norm",
+)
 
 
 def _bn_cases(hidden: bool) -> list[dict[str, Any]]:
@@ -189,19 +286,13 @@ def batchnorm_train(fn: Callable[..., Any], *, hidden: bool = False) -> Verdict:
     Returns:
         A true Verdict when every case matches.
     """
-    for case in _bn_cases(hidden):
-        y_ref, mean_ref, var_ref = _bn_reference(case)
+    for i, case in enumerate(_bn_cases(hidden)):
         given = {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in case.items()}
-        error = None
-        with watch_calls(_NORMS) as seen:
-            try:
-                result = fn(**given)
-            except Exception as exc:
-                error = exc
+        result, error, seen = _watched(lambda given=given: fn(**given), _NORMS, _NORM_OPS)
         if seen:
             return failed(
-                f"your function calls {', '.join(sorted(seen))}, which normalises for you. Write the formula "
-                "yourself with tensor operations (mean, var, sqrt)."
+                f"your function calls {', '.join(sorted(seen))}, which normalises for you (or hides what it "
+                "calls). Write the formula yourself with tensor operations (mean, var, sqrt)."
             )
         if error is not None:
             return raised(error)
@@ -210,6 +301,10 @@ def batchnorm_train(fn: Callable[..., Any], *, hidden: bool = False) -> Verdict:
         if not (isinstance(result, (tuple, list)) and len(result) == 3):
             return failed("return three tensors: (y, new_running_mean, new_running_var).")
         y, new_mean, new_var = result
+        case = _bn_cases(hidden)[
+            i
+        ]  # drawn again: what the learner's code could reach of the first is not used
+        y_ref, mean_ref, var_ref = _bn_reference(case)  # computed only now that the learner's code has run
         if not torch.equal(given["x"], case["x"]):
             return failed("your function changed x in place; the layer leaves its input as it is.")
         if not isinstance(y, torch.Tensor) or y.shape != case["x"].shape:
@@ -253,25 +348,40 @@ _DROPOUTS = {
     "nn.Dropout": nn.Dropout.forward,
     "cu.ImprovedCNN": _models.ImprovedCNN.forward,
 }
+# Where torch's dropouts end, whichever route reaches them (torch.ops.aten, a TorchScript function): on the CPU
+# aten::dropout breaks into bernoulli_ and mul, which an answer by hand may use too, so these are found in torch's
+# record of operators rather than where it dispatches them.
+_DROPOUT_OPS = (
+    "dropout",
+    "dropout_",
+    "native_dropout",
+    "_fused_dropout",
+    "feature_dropout",
+    "feature_dropout_",
+    "alpha_dropout",
+    "alpha_dropout_",
+    "feature_alpha_dropout",
+    "feature_alpha_dropout_",
+)
 
 
 def _dropout_fault(fn: Callable[..., Any], x: torch.Tensor, p: float) -> str | None:
     """A hint when ``fn(x, p, training=True)`` is not inverted dropout with probability p, else None."""
     original = x.clone()
-    error = None
-    with watch_calls(_DROPOUTS) as seen:
-        try:
-            out = fn(x, p, training=True)
-            again = fn(x, p, training=True) if isinstance(out, torch.Tensor) else None
-        except Exception as exc:
-            error = exc
+
+    def twice() -> tuple[Any, Any]:
+        out = fn(x, p, training=True)
+        return out, fn(x, p, training=True) if isinstance(out, torch.Tensor) else None
+
+    outputs, error, seen = _watched(twice, _DROPOUTS, _DROPOUT_OPS)
     if seen:
         return (
-            f"your function calls {', '.join(sorted(seen))}, which drops values for you. Draw the random mask "
-            "yourself (torch.rand_like, torch.bernoulli) and scale what it keeps."
+            f"your function calls {', '.join(sorted(seen))}, which drops values for you (or hides what it "
+            "calls). Draw the random mask yourself (torch.rand_like, torch.bernoulli) and scale what it keeps."
         )
     if error is not None:
         raise error
+    out, again = outputs
     if out is None or out is ...:
         return ""  # unanswered: the caller prints the nudge
     if not isinstance(out, torch.Tensor) or out.shape != x.shape:
@@ -367,7 +477,11 @@ class _Probe(nn.Module):
         return self.fc(self.dropout(torch.flatten(x, 1)))  # (batch, 3)
 
 
-def _eval_case(seed: int, sizes: list[int]) -> tuple[_Probe, list[tuple[torch.Tensor, torch.Tensor]], float]:
+def _eval_draw(
+    seed: int, sizes: list[int]
+) -> tuple[_Probe, list[tuple[torch.Tensor, torch.Tensor]], torch.Tensor]:
+    """A probe model, its batches (labels: its eval-mode predictions, 30% of them replaced at random), and
+    those predictions; the same for the same seed and sizes."""
     g = torch.Generator().manual_seed(100 + seed)
     model = _Probe(seed)
     images = torch.randn(sum(sizes), 1, 6, 6, generator=g)
@@ -380,8 +494,20 @@ def _eval_case(seed: int, sizes: list[int]) -> tuple[_Probe, list[tuple[torch.Te
     for size in sizes:
         loader.append((images[start : start + size], labels[start : start + size]))
         start += size
-    expected = (preds == labels).double().mean().item()  # eval mode, weighted by the number of images
-    return model, loader, expected
+    return model, loader, preds
+
+
+def _eval_case(seed: int, sizes: list[int]) -> tuple[_Probe, list[tuple[torch.Tensor, torch.Tensor]]]:
+    """What the learner's function is handed: nothing of the expected accuracy is kept."""
+    model, loader, _ = _eval_draw(seed, sizes)
+    return model, loader
+
+
+def _eval_expected(seed: int, sizes: list[int]) -> float:
+    """The eval-mode accuracy, weighted by the number of images, from the case drawn again."""
+    _, loader, preds = _eval_draw(seed, sizes)
+    labels = torch.cat([y for _, y in loader])
+    return (preds == labels).double().mean().item()
 
 
 def val_accuracy(fn: Callable[..., Any], *, hidden: bool = False) -> Verdict:
@@ -409,34 +535,43 @@ def val_accuracy(fn: Callable[..., Any], *, hidden: bool = False) -> Verdict:
         "cu.evaluate": inspect.unwrap(_loop.evaluate),
         "cu.predict": inspect.unwrap(_loop.predict),
         "copy.deepcopy": copy.deepcopy,
+        "copy.copy": copy.copy,
     }
+    copying = {"copy.deepcopy", "copy.copy"}
     for seed, sizes, training in cases:
-        model, loader, expected = _eval_case(seed, sizes)
+        model, loader = _eval_case(seed, sizes)  # the expected accuracy is worked out after the call
         model.train(training)
         before = {k: v.clone() for k, v in model.state_dict().items()}
         modes = [m.training for m in model.modules()]
-        passes: list[tuple[bool, bool, bool]] = []  # (bn in train mode, dropout in train mode, grad enabled)
+        passes: list[tuple[bool, bool, bool, bool]] = []  # (this very model, bn train, dropout train, grad)
+        # A copy shares the hooks of the module it copies: the hook reads the modes of the modules given, and
+        # whether the module that ran is the one given (a copy in eval mode leaves the given one in train mode).
         model.register_forward_hook(
-            lambda m, args, out, passes=passes: passes.append(
-                (m.bn.training, m.dropout.training, torch.is_grad_enabled())
+            lambda m, args, out, passes=passes, given=model, bn=model.bn, dropout=model.dropout: (
+                passes.append(
+                    (
+                        m is given and m.bn is bn and m.dropout is dropout,
+                        bn.training,
+                        dropout.training,
+                        torch.is_grad_enabled(),
+                    )
+                )
             )
         )
-        error = None
-        with watch_calls(watched) as seen, torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            try:
-                answer = fn(model, loader, "cpu")
-            except Exception as exc:
-                error = exc
-        if seen & {"cu.evaluate", "cu.predict"}:
-            return failed(
-                f"your function calls {', '.join(sorted(seen))}, which does the whole job for you. Repair the "
-                "loop itself."
+            answer, error, seen = _watched(
+                lambda model=model, loader=loader: fn(model, loader, "cpu"), watched
             )
-        if "copy.deepcopy" in seen:
+        if seen & copying or any(not itself for itself, *_ in passes):
             return failed(
                 "evaluate the model itself, not a copy: a copy of a large model doubles the memory it needs. "
                 "Put the model in the right mode, and back."
+            )
+        if seen:
+            return failed(
+                f"your function calls {', '.join(sorted(seen))}, which does the job for you (or hides what it "
+                "calls). Repair the loop itself."
             )
         if error is not None:
             return raised(error)
@@ -444,7 +579,7 @@ def val_accuracy(fn: Callable[..., Any], *, hidden: bool = False) -> Verdict:
             return NOT_YET
         if not passes:
             return failed("your function never ran the model on the batches.")
-        if any(bn or drop for bn, drop, _ in passes):
+        if any(bn or drop for _, bn, drop, _ in passes):
             return failed(
                 "the model still ran with dropout or BatchNorm in train mode: its predictions are random and "
                 "depend on the other images in the batch."
@@ -460,6 +595,7 @@ def val_accuracy(fn: Callable[..., Any], *, hidden: bool = False) -> Verdict:
                 "the model comes back in another mode than it was given in: training continues right after, "
                 "so leave it in the mode you found it."
             )
+        expected = _eval_expected(seed, sizes)  # from the case drawn again, now that the call is over
         value = number(answer)
         if value is None or not same(value, expected):
             return failed("the accuracy should be the share of all the images classified correctly.")
