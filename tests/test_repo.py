@@ -89,11 +89,58 @@ def test_notebook_follows_the_course_structure(path):
     code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
     assert "## Summary" in markdown and "## Further reading" in markdown
     assert re.search(r"## 1\. ", markdown), "numbered sections"
-    assert len(re.findall(r"### Exercise", markdown)) >= 2, "two or more exercises"
-    assert code.count("checks.check_") >= 2 and markdown.count("<details>") >= 2, (
-        "checked exercises, hidden solutions"
+    assert "<summary>Solution" not in markdown, (
+        "solutions live in nbgrader's solution regions, not in <details>"
     )
     assert "import *" not in code and "sys.path" not in code
+
+
+EXERCISE_TESTS = "\n".join(p.read_text() for p in (ROOT / "tests").glob("test_exercises_*.py"))
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_exercises_make_learners_build_and_fix_and_are_graded_by_nbgrader(path):
+    """At least 4 exercises, at least half build or fix, at least one build; each one an nbgrader answer cell with a
+    solution region and a locked check cell with hidden tests, described for the teacher's table, and with a test
+    of a cheating attempt (``test_cheat_NN_eK`` in ``tests/test_exercises_NN.py``)."""
+    nb = nbformat.read(path, as_version=4)
+    lesson = path.name[:2]
+    graded = {c.metadata["nbgrader"]["grade_id"]: c for c in nb.cells if "nbgrader" in c.metadata}
+    found = [c.metadata["course"]["exercise"] for c in nb.cells if "exercise" in c.metadata.get("course", {})]
+    kinds = [e["kind"] for e in found]
+    assert len(found) >= 4, f"{len(found)} exercises; a lesson has at least 4"
+    assert sum(k in ("build", "fix") for k in kinds) * 2 >= len(kinds) and "build" in kinds, kinds
+    for k, exercise in enumerate(found, 1):
+        eid = f"{lesson}-e{k}"
+        assert exercise["id"] == eid, f"exercise {k} is numbered {exercise['id']}"
+        assert (
+            exercise["kind"] in ("build", "fix", "predict", "compute", "explore")
+            and exercise["tries"].strip()
+        )
+        answer, check = graded.get(f"{eid}-answer"), graded.get(f"{eid}-check")
+        assert (
+            answer is not None
+            and answer.metadata["nbgrader"]["solution"]
+            and "### BEGIN SOLUTION" in answer.source
+        )
+        assert (
+            check is not None and check.metadata["nbgrader"]["grade"] and check.metadata["nbgrader"]["locked"]
+        )
+        assert check.metadata["nbgrader"]["points"] > 0 and "### BEGIN HIDDEN TESTS" in check.source
+        assert "lesson-code" not in answer.metadata.get("tags", []), "lesson code would hold the solution"
+        assert re.search(rf"def test_cheat_{lesson}_e{k}\b", EXERCISE_TESTS), f"no test_cheat_{lesson}_e{k}"
+    assert f"from course_machinery.checks import lesson{lesson} as checks" in "\n".join(
+        c.source for c in nb.cells
+    )
+
+
+def test_the_table_of_exercises_in_the_teachers_guide_is_up_to_date():
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "classroom.py"), "table", "--check"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 CODE = [

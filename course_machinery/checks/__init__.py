@@ -1,37 +1,10 @@
-"""Friendly checks for the notebook exercises: each prints one ✅ line or one ❌ hint and returns a Verdict.
+"""The exercise checks, one module per lesson: a notebook imports its own, ``from course_machinery.checks import
+lesson02 as checks``, and calls ``checks.<exercise>(answer)`` in the exercise's check cell, then
+``checks.grade(checks.<exercise>, answer)`` in the cell's hidden tests (nbgrader removes those from the student
+edition and puts them back when it grades).
 
-A check never raises for a wrong answer and never prints the expected value; a ``Verdict`` is true when the
-answer is right and shows nothing in a notebook, so a check cell shows its one line of feedback and nothing
-else. One module per group of lessons; a notebook imports them with ``from course_machinery import checks``.
+A check prints one line, ✅ or ❌ with a hint that points at the idea and never at the answer, returns a ``Verdict``
+and never raises for a wrong answer; it computes what it expects from inputs it chooses, and refuses the ways of
+passing without understanding (``_feedback.watch_calls``, ``_feedback.typed_as_literal``). How an exercise is
+written: ``EXERCISES.md`` beside this file. Nothing here is imported by ``course_utils``.
 """
-
-from ._feedback import Verdict
-from .blocks import check_residual_block, check_time_to_accuracy
-from .conv import (
-    check_conv2d_manual,
-    check_conv_output_size,
-    check_conv_params,
-    check_flatten_features,
-    check_kernel,
-    check_output_shape,
-)
-from .debugging import check_fixed_run
-from .distributed import check_same_weights, check_scaling
-from .training import check_equal, check_trainable
-
-__all__ = [
-    "Verdict",
-    "check_conv_output_size",
-    "check_output_shape",
-    "check_conv_params",
-    "check_flatten_features",
-    "check_conv2d_manual",
-    "check_kernel",
-    "check_trainable",
-    "check_equal",
-    "check_residual_block",
-    "check_time_to_accuracy",
-    "check_scaling",
-    "check_same_weights",
-    "check_fixed_run",
-]
