@@ -428,8 +428,8 @@ _LOSS_TRIALS = [{"seed": 51}, {"seed": 52}, {"seed": 53}]
 _BROKEN_LOG_MEAN_LOSS = """
 def log_mean_loss(loss: torch.Tensor) -> None:
     rank = dist.get_rank()
-    if rank == 0:  # only process 0 prints...
-        dist.all_reduce(loss)  # ...so only process 0 adds the losses of all processes
+    if rank == 0:  # process 0 reports the mean loss of all processes
+        dist.all_reduce(loss)
         print(f"mean loss {loss.item() / dist.get_world_size():.3f}", flush=True)
 """
 
