@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import _thread
+import signal
 
 import pytest
 import torch
@@ -166,6 +167,9 @@ def test_non_finite_loss_stops_with_epoch_and_step(digits):
 
 
 def test_ctrl_c_returns_history_with_best_weights(digits):
+    # Ctrl-C reaches Python as KeyboardInterrupt only where SIGINT has Python's handler: a test run started in the
+    # background (`cmd &` in a script) inherits SIGINT ignored, and interrupt_main would then do nothing.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     train, test = digits
     model, optimizer, loss_fn = _setup()
     calls = {"n": 0}
@@ -178,16 +182,19 @@ def test_ctrl_c_returns_history_with_best_weights(digits):
             _thread.interrupt_main()
         return loss_fn(outputs, labels)
 
-    history = engine.fit(
-        model,
-        train,
-        test,
-        epochs=50,
-        optimizer=optimizer,
-        loss_fn=interrupting_loss,
-        keep_best=True,
-        verbose=False,
-    )
+    try:
+        history = engine.fit(
+            model,
+            train,
+            test,
+            epochs=50,
+            optimizer=optimizer,
+            loss_fn=interrupting_loss,
+            keep_best=True,
+            verbose=False,
+        )
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert history.interrupted
     assert history.epochs == 2
     best = history.val_acc[history.best_epoch - 1]
