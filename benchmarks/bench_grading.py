@@ -46,6 +46,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     os.environ["COURSE_SMOKE"] = "1"
     lesson = classroom.lessons()[args.lesson]
+    print(
+        f"== grading {args.students} submission(s) of {lesson.name}, {args.jobs} at a time, smoke mode",
+        flush=True,
+    )
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         course = classroom.make_course(tmp / "course", [args.lesson])

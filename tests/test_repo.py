@@ -128,6 +128,9 @@ def test_exercises_make_learners_build_and_fix_and_are_graded_by_nbgrader(path):
         )
         assert check.metadata["nbgrader"]["points"] > 0 and "### BEGIN HIDDEN TESTS" in check.source
         assert "lesson-code" not in answer.metadata.get("tags", []), "lesson code would hold the solution"
+        assert "hide-input" in answer.metadata.get("tags", []), (
+            "the website folds a solution (tag hide-input)"
+        )
         assert re.search(rf"def test_cheat_{lesson}_e{k}\b", EXERCISE_TESTS), f"no test_cheat_{lesson}_e{k}"
     assert f"from course_machinery.checks import lesson{lesson} as checks" in "\n".join(
         c.source for c in nb.cells

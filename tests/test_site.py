@@ -347,8 +347,10 @@ def test_navigation_search_and_solutions_work(server, browser, artifacts, reques
         found = [results.nth(i).get_attribute("href") or "" for i in range(results.count())]
         assert any(first.stem in href for href in found), f"search for 'convolution' found {found}"
         page.goto(f"{server}/notebooks/{first.stem}.html", wait_until="networkidle")
-        solution = page.locator("details").first
-        code = solution.locator("pre, p").first
+        solution = page.locator(
+            "details.above-input"
+        ).first  # an exercise's folded solution (MyST-NB hide-input)
+        code = solution.locator("pre").first
         assert not solution.evaluate("d => d.open") and not code.is_visible(), "a solution shows unfolded"
         solution.locator("summary").click()
         assert code.is_visible(), "a click on Solution does not show the solution"

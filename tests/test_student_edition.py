@@ -36,8 +36,11 @@ def secrets(nb: nbformat.NotebookNode) -> set[str]:
         for _, body in regions:
             inside |= {line.strip() for line in body.splitlines()}
         outside |= {line.strip() for line in REGION.sub("", cell.source).splitlines()}
+    given = "\n".join(outside)  # a line the lesson shows elsewhere (inside a longer line too) is not a secret
     return {
-        line for line in inside - outside if len(line) >= 4 and line not in {"...", "pass", "else:", "try:"}
+        line
+        for line in inside - outside
+        if len(line) >= 4 and line not in {"...", "pass", "else:", "try:"} and line not in given
     }
 
 

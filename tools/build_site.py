@@ -105,11 +105,7 @@ def stage(src: Path, lessons: list[Path]) -> None:
     files: dict[str, str] = {}
     for path in lessons:
         nb = nbformat.read(path, as_version=4)
-        for cell in nb.cells:  # code cells' sources (what the cache matches) stay as they are
-            if cell.metadata.get("nbgrader", {}).get("solution"):
-                # An exercise's solution is folded on the page ("Show code cell source"), as the reader first
-                # tries the exercise; its check's output below still shows that the solution passes.
-                cell.metadata["tags"] = [*cell.metadata.get("tags", []), "hide-input"]
+        for cell in nb.cells:  # markdown only: code cells (what the cache matches) stay as they are
             if cell.cell_type == "markdown":
                 lines = [
                     launch_links(line) if course_address.MARKER in line else line
