@@ -82,7 +82,7 @@ def built(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReque
     log = (result.stdout + result.stderr)[-6000:]
     assert result.returncode == 0, f"the site build failed:\n{log}"
     _report(request.config, f"site built in smoke mode in {time.monotonic() - start:.0f} s: {out / 'html'}")
-    cache = re.search(r"cache (\S+)", result.stdout)
+    cache = re.search(r", cache (\S+)", result.stdout)  # not "removed the cache of another environment: ..."
     assert cache, f"the build did not say which cache it used:\n{log}"
     return out / "html", Path(cache[1])
 
