@@ -32,6 +32,8 @@ __all__ = [
     "grade",
     "typed_as_literal",
     "watch_calls",
+    "invoke",
+    "run_watched",
 ]
 
 
@@ -353,3 +355,27 @@ def watch_calls(targets: dict[str, Any], ops: dict[str, str] | None = None) -> I
             seen.add("sys.setprofile")
         sys.setprofile(previous)
         threading.setprofile(previous_threads)
+
+
+def invoke(call: Callable[[], Any]) -> tuple[Any, BaseException | None]:
+    """``call()``'s result and None, or None and the exception the learner's code raised (the check reports it)."""
+    try:
+        return call(), None
+    except Exception as exc:  # the learner's exception: the check reports it
+        return None, exc
+
+
+def run_watched(
+    call: Callable[[], Any], targets: dict[str, Any], ops: dict[str, str] | None = None
+) -> tuple[Any, BaseException | None, frozenset[str]]:
+    """Run the learner's ``call()`` under ``watch_calls(targets, ops)``: (its result, the exception it raised or
+    None, the names it called).
+
+    While the learner's code runs, this frame (which a traceback's ``tb_frame.f_back`` reaches) holds no reference
+    to the live set of names: it sits on the evaluation stack only. A check computes its expected values after
+    this returns, never before.
+    """
+    with watch_calls(targets, ops) as seen:
+        outcome = (seen, (seen := None), *invoke(call))
+    called, _, result, error = outcome
+    return result, error, frozenset(called)

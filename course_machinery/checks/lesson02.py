@@ -23,35 +23,12 @@ from ._feedback import (
     number,
     passed,
     raised,
+    run_watched,
     typed_as_literal,
     unanswered,
-    watch_calls,
 )
 
 __all__ = ["grade", "conv_parameters", "predicted_shape", "any_size_cnn", "evaluate_by_hand"]
-
-
-def _invoke(call: Callable[[], Any]) -> tuple[Any, BaseException | None]:
-    try:
-        return call(), None
-    except Exception as exc:  # the learner's exception: the check reports it
-        return None, exc
-
-
-def _watched(
-    call: Callable[[], Any], targets: dict[str, Any], ops: dict[str, str] | None = None
-) -> tuple[Any, BaseException | None, frozenset[str]]:
-    """Run the learner's ``call()`` under ``watch_calls(targets, ops)``: (its result, the exception it raised or
-    None, the names it called).
-
-    While the learner's code runs, this frame (which a traceback's ``tb_frame.f_back`` reaches) holds no reference
-    to the live set of names: it sits on the evaluation stack only. A check computes its expected values after
-    this returns, never before.
-    """
-    with watch_calls(targets, ops) as seen:
-        outcome = (seen, (seen := None), *_invoke(call))
-    called, _, result, error = outcome
-    return result, error, frozenset(called)
 
 
 def _course_functions(*names: str) -> dict[str, Any]:
@@ -101,7 +78,7 @@ def conv_parameters(fn: Callable[..., Any], *, hidden: bool = False) -> Verdict:
             call = functools.partial(fn, in_channels, out_channels, k)
         else:
             call = functools.partial(fn, in_channels, out_channels, k, bias=False)
-        answer, error, seen = _watched(call, refused)
+        answer, error, seen = run_watched(call, refused)
         if error is not None:  # learner code: report, do not raise
             return raised(error)
         if seen:
@@ -308,7 +285,7 @@ def any_size_cnn(cls: Any, *, hidden: bool = False) -> Verdict:
         wrong = torch.randn(2, 1, 2 * image_size, 2 * image_size, generator=gen)  # 4x the features per image
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(image_size)
-            model, error, seen = _watched(
+            model, error, seen = run_watched(
                 functools.partial(cls, image_size=image_size, num_classes=num_classes), refused, _FORWARD_OPS
             )
         if seen & set(refused) or (
@@ -331,7 +308,7 @@ def any_size_cnn(cls: Any, *, hidden: bool = False) -> Verdict:
             return failed(fault)
         model.eval()
         with torch.no_grad():
-            scores, error, seen = _watched(functools.partial(model, x.clone()), refused)
+            scores, error, seen = run_watched(functools.partial(model, x.clone()), refused)
         if seen:
             return failed(build_it)
         if error is not None:
@@ -442,7 +419,7 @@ def evaluate_by_hand(fn: Callable[..., Any], *, hidden: bool = False) -> Verdict
         with torch.random.fork_rng(devices=[]):  # the learner's global random state is left alone
             model, loader, loss_fn = _eval_case(n, batch_size, classes, smoothing)
             model.train()  # as a model is after training: evaluation must switch it
-            result, error, seen = _watched(functools.partial(fn, model, loader, loss_fn), refused)
+            result, error, seen = run_watched(functools.partial(fn, model, loader, loss_fn), refused)
         if seen:
             return failed(
                 "write the loop yourself: the package's evaluation functions are what this exercise asks you to "

@@ -27,6 +27,7 @@ from ._feedback import (
     Verdict,
     failed,
     grade,
+    invoke,
     number,
     passed,
     raised,
@@ -76,13 +77,6 @@ def _operators_recorded(wanted: dict[str, str]) -> Iterator[set[str]]:
             found.add("torch's profiler")
 
 
-def _invoke(call: Callable[[], Any]) -> tuple[Any, BaseException | None]:
-    try:
-        return call(), None
-    except Exception as exc:  # the learner's exception: the check reports it
-        return None, exc
-
-
 def _watched(
     call: Callable[[], Any], targets: dict[str, Any], ops: tuple[str, ...] = ()
 ) -> tuple[Any, BaseException | None, frozenset[str]]:
@@ -98,7 +92,7 @@ def _watched(
         _operators_recorded({f"aten::{n}": label for n, label in labels.items()}) as recorded,
         watch_calls({**targets, **_EVASIONS}, labels or None) as seen,  # inside: the recording is not seen
     ):
-        outcome = (seen, recorded, (seen := None), (recorded := None), *_invoke(call))
+        outcome = (seen, recorded, (seen := None), (recorded := None), *invoke(call))
     called, also, _, _, result, error = outcome
     return result, error, frozenset(called | also)
 
