@@ -120,7 +120,7 @@ def launch(
         raise TimeoutError(
             f"the {nproc} process(es) did not finish within {timeout:.0f} s, and were stopped. A process "
             "that waits for another is the usual cause: see the "
-            "troubleshooting table of notebook 08 (TORCH_DISTRIBUTED_DEBUG=DETAIL says more).\n"
+            "troubleshooting table of notebook 09 (TORCH_DISTRIBUTED_DEBUG=DETAIL says more).\n"
             f"Last output:\n{tail}"
         ) from None
     except BaseException:  # KeyboardInterrupt (the notebook's stop button) and anything else

@@ -438,7 +438,7 @@ def _runs(cells: list[dict[str, Any]], *needles: str) -> bool:
 def _shows_bars(cells: list[dict[str, Any]]) -> bool:
     """Whether a cell that should succeed trains with ``cu.fit`` and its bars on, or uses tqdm itself.
 
-    A notebook whose every ``cu.fit`` call passes ``verbose=False`` (lesson 07 compares silent runs) draws none.
+    A notebook whose every ``cu.fit`` call passes ``verbose=False`` (lesson 08 compares silent runs) draws none.
     """
     return any(
         "tqdm" in source or ("cu.fit(" in source and "verbose=False" not in source)

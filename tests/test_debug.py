@@ -1,4 +1,4 @@
-"""Tests for lesson 07's debugging tools and the worked example's check (lesson07.fixed_run): hooks always
+"""Tests for lesson 08's debugging tools and the worked example's check (lesson08.fixed_run): hooks always
 removed, models left unchanged, honest numbers, and a clear message when there is nothing to train."""
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ import torch
 from torch import nn
 
 import course_utils as cu
-from course_machinery.checks import lesson07
-from course_machinery.checks.lesson07 import _ROUTINE
+from course_machinery.checks import lesson08
+from course_machinery.checks.lesson08 import _ROUTINE
 from course_machinery.lessons import lesson_code
 
-ns = lesson_code("07")  # the tools as notebook 07 writes them
+ns = lesson_code("08")  # the tools as notebook 08 writes them
 LayerStats, layer_stats, loss_at_init = ns.LayerStats, ns.layer_stats, ns.loss_at_init
 lr_range_test, overfit_one_batch = ns.lr_range_test, ns.overfit_one_batch
 
@@ -333,14 +333,14 @@ def bundle(digits):
 
 
 def test_fixed_run_passes_a_correct_setup(bundle, capsys):
-    verdict = lesson07.fixed_run(make_run(), bundle, make_model=tiny_cnn, steps=STEPS, target=TARGET)
+    verdict = lesson08.fixed_run(make_run(), bundle, make_model=tiny_cnn, steps=STEPS, target=TARGET)
     out = capsys.readouterr().out
     assert verdict.passed and out.startswith("✅ Correct") and out.count("\n") == 1, out
 
 
 @pytest.mark.parametrize("bug", BUGS)
 def test_fixed_run_fails_each_broken_setup_without_naming_the_bug(bundle, bug, capsys):
-    verdict = lesson07.fixed_run(make_run(bug), bundle, make_model=tiny_cnn, steps=STEPS, target=TARGET)
+    verdict = lesson08.fixed_run(make_run(bug), bundle, make_model=tiny_cnn, steps=STEPS, target=TARGET)
     out = capsys.readouterr().out
     assert not verdict.passed and out.startswith("❌ Not yet:") and out.count("\n") == 1, out
     symptom = out.replace(_ROUTINE, "")  # the routine's steps are named the same way for every failure
@@ -351,7 +351,7 @@ def test_fixed_run_leaves_the_random_state_alone(bundle, capsys):
     torch.manual_seed(123)
     expected = torch.rand(3)
     torch.manual_seed(123)
-    lesson07.fixed_run(make_run(), bundle, make_model=tiny_cnn, steps=2, target=0.0)
+    lesson08.fixed_run(make_run(), bundle, make_model=tiny_cnn, steps=2, target=0.0)
     assert torch.equal(torch.rand(3), expected)
 
 
@@ -369,7 +369,7 @@ def test_fixed_run_leaves_the_random_state_alone(bundle, capsys):
     ],
 )
 def test_fixed_run_answers_odd_answers_in_one_line(bundle, run, words, capsys):
-    verdict = lesson07.fixed_run(run, bundle, make_model=tiny_cnn, steps=STEPS, target=TARGET)
+    verdict = lesson08.fixed_run(run, bundle, make_model=tiny_cnn, steps=STEPS, target=TARGET)
     out = capsys.readouterr().out
     assert not verdict.passed and words in out and out.count("\n") == 1, out
 
@@ -378,5 +378,5 @@ def test_fixed_run_refuses_a_longer_budget(bundle, capsys):
     def greedy(model, loss_fn, train_images, train_labels, val_images, steps):
         return make_run()(model, loss_fn, train_images, train_labels, val_images, steps * 2)
 
-    assert not lesson07.fixed_run(greedy, bundle, make_model=tiny_cnn, steps=5, target=0.0)
+    assert not lesson08.fixed_run(greedy, bundle, make_model=tiny_cnn, steps=5, target=0.0)
     assert "5 steps only" in capsys.readouterr().out

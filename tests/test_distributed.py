@@ -1,6 +1,6 @@
 """Tests for cu.distributed (sharding, fit's checks) and cu.fit under torchrun in 2 CPU processes
-(course_machinery.ddp_worker, started by course_machinery.launch). Lesson 08's exercise checks are tested in
-test_exercises_08.py."""
+(course_machinery.ddp_worker, started by course_machinery.launch). Lesson 09's exercise checks are tested in
+test_exercises_09.py."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 """Measure the memory a lesson needs: run notebooks and sample their kernel's process tree (Linux only).
 
 Binder and JupyterHub limit a session's memory (mybinder.org: 1-2 GB), counting every process the notebook
-starts (lesson 08 starts torchrun and two workers). Every 0.2 s this samples the proportional set size (PSS,
+starts (lesson 09 starts torchrun and two workers). Every 0.2 s this samples the proportional set size (PSS,
 ``/proc/PID/smaps_rollup``: shared libraries split between the processes that map them, as the kernel's
 memory accounting does) of the notebook's kernel and all its descendants, and reports the peak of their sum.
 

@@ -1,810 +1,606 @@
-"""Checks for notebook 08 (scaling out): the effective batch, collectives, accumulation, averaging, a hang.
+"""Checks for lesson 08 (debugging training): a hook written by hand, and the repaired runs of the bug hunt.
 
-The checks of Exercises 4 and 5 run the learner's file in several processes: ``launch`` (torchrun, gloo on the
-loopback interface, a hard time limit, every process stopped at the end) starts this very module, whose
-``__main__`` part is the worker. Each process writes raw numbers to a JSON file (the learner's gradients and
-weights, what it printed); the check judges them in its own process, next to a reference it computes there, out of
-reach of the learner's file.
+A repaired run is judged in two ways. Short probes, on training data the check chooses (other sizes, seeds and,
+for run D, other pixel values), watch the run from outside with hooks: which optimizer steps and with what
+settings, what the model receives, what the loss receives, whether the optimizer steps with this batch's
+gradient, how the learning rate moves. They make sure that the repaired function is still *that* run, with its
+own choices kept and its fault gone (another run of the notebook, such as the worked example's, does not
+pass). Then the run trains on the notebook's budget and must reach the target.
 """
 
 from __future__ import annotations
 
-import ast
-import contextlib
-import copy
-import datetime
-import hashlib
-import inspect
-import io
-import json
 import math
-import random
-import re
-import sys
-import tempfile
-import textwrap
-import tokenize
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+from torch.optim.optimizer import register_optimizer_step_pre_hook
 
-from ._feedback import NOT_YET, Verdict, failed, grade, number, passed, raised, typed_as_literal, unanswered
+from ._feedback import NOT_YET, Verdict, failed, grade, passed, raised, unanswered
 
 __all__ = [
     "grade",
-    "scaled_setting",
-    "predict_collectives",
-    "train_accumulated",
-    "average_gradients",
-    "log_mean_loss",
+    "fixed_run",
+    "dead_channels",
+    "run_b",
+    "run_c",
+    "run_d",
+    "run_e",
+    "run_g",
 ]
 
-PROCESSES = 3  # the checks of Exercises 4 and 5 run in 3 processes: the notebook's runs use 2
-COLLECTIVE_TIMEOUT_S = 15  # a collective that waits longer fails (a hang becomes an error)
-LAUNCH_TIMEOUT_S = 240  # then the launch is stopped, with every process it started
-_WORKER = "course_machinery.checks.lesson08"
+_ROUTINE = (
+    "run the routine on your version (a batch with its labels, the loss at init, one batch, the learning "
+    "rate, the layer statistics) and compare what it shows with a healthy run"
+)
+_KEEP = "repair only what is broken and keep the rest of the run as it was written"
+
+MEAN, STD, BATCH_SIZE = 0.1307, 0.3081, 64  # the notebook's constants (section 7)
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Helpers
+# Exercise 1: dead channels, with hooks
 # ---------------------------------------------------------------------------------------------------------
-def _has_stub(node: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
-    """Whether a function's body still holds the placeholder: a bare ``...`` (or nothing but a docstring)."""
-    body = node.body
-    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
-        body = body[1:]  # the docstring
-    stub = [
-        s
-        for s in body
-        if isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant) and s.value.value is ...
-    ]
-    return bool(stub) or not body
+class _Branches(nn.Module):
+    """A network that is not an nn.Sequential: two branches, ReLU modules called in a non-obvious order."""
+
+    def __init__(self, channels: int, hidden: int, size: int) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(1, channels, 3, padding=1)
+        self.act_stem = nn.ReLU()
+        self.side = nn.Conv2d(channels, channels, 1)
+        self.act_side = nn.ReLU()
+        self.head = nn.Linear(channels * size * size, hidden)
+        self.act_head = nn.ReLU()
+        self.out = nn.Linear(hidden, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.act_stem(self.stem(x))
+        x = x + self.act_side(self.side(x))
+        return self.out(self.act_head(self.head(x.flatten(1))))
 
 
-def _is_placeholder(fn: Callable[..., Any]) -> bool:
-    """Whether a function defined in a cell (or a file) still holds the placeholder ``...``."""
+def _kill(layer: nn.Module, units: list[int]) -> None:
+    """Make the given output units of `layer` negative for every input: the ReLU after them is dead there."""
+    with torch.no_grad():
+        layer.weight[units] = 0.0
+        layer.bias[units] = -1.0
+
+
+def _expected_dead(model: nn.Module, images: torch.Tensor) -> dict[str, float]:
+    found: dict[str, float] = {}
+    handles = []
+    for name, module in model.named_modules():
+        if isinstance(module, nn.ReLU):
+
+            def hook(module: nn.Module, args: Any, output: torch.Tensor, name: str = name) -> None:
+                dims = [d for d in range(output.ndim) if d != 1]
+                found[name] = (output == 0).all(dim=dims).float().mean().item()
+
+            handles.append(module.register_forward_hook(hook))
     try:
-        tree = ast.parse(textwrap.dedent(inspect.getsource(fn)))
-    except (OSError, TypeError, SyntaxError):
-        return False
-    node = tree.body[0] if tree.body else None
-    return isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and _has_stub(node)
-
-
-def _last_def(source: str, name: str) -> ast.FunctionDef | None:
-    """The last top-level ``def name`` in ``source`` (the one Python keeps when a file defines it twice)."""
-    found = None
-    for node in ast.parse(source).body:
-        if isinstance(node, ast.FunctionDef) and node.name == name:
-            found = node
+        with torch.no_grad():
+            model(images)
+    finally:
+        for handle in handles:
+            handle.remove()
     return found
 
 
-def _without_docstring(node: ast.FunctionDef) -> str:
-    node = copy.deepcopy(node)
-    if node.body and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant):
-        node.body = node.body[1:]
-    return ast.dump(node, annotate_fields=False)
+def _hooks(model: nn.Module) -> int:
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
 
 
-def _pair(value: Any) -> tuple[float, float] | None:
-    if isinstance(value, (tuple, list)) and len(value) == 2:
-        a, b = number(value[0]), number(value[1])
-        if a is not None and b is not None:
-            return a, b
-    return None
-
-
-def _numbers(value: Any) -> list[float] | None:
-    """A flat list of numbers from a number, a tensor or a (nested) list of them; None if it is not one."""
-    if isinstance(value, torch.Tensor):
-        return [float(v) for v in value.detach().cpu().flatten().tolist()]
-    if isinstance(value, (list, tuple)):
-        out: list[float] = []
-        for item in value:
-            inner = _numbers(item)
-            if inner is None:
-                return None
-            out += inner
-        return out
-    n = number(value)
-    return None if n is None else [n]
-
-
-def _close(a: float, b: float) -> bool:
-    return math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-9)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Exercise 1: the effective batch size and the learning rate by the linear scaling rule
-# ---------------------------------------------------------------------------------------------------------
-def _settings(hidden: bool) -> list[dict[str, Any]]:
-    rng = random.Random(1908)
-    settings = [  # chosen so that the rules and the usual slips all give different answers
-        {"processes": 3, "batch_per_process": 48, "accumulation": 2, "base_batch": 128, "base_lr": 0.03},
-        {"processes": 6, "batch_per_process": 16, "accumulation": 1, "base_batch": 256, "base_lr": 0.4},
-        {"processes": 8, "batch_per_process": 32, "accumulation": 4, "base_batch": 64, "base_lr": 0.01},
-    ]
-    while hidden and len(settings) < 15:
-        s = {
-            "processes": rng.choice([2, 3, 4, 5, 8, 12, 16]),
-            "batch_per_process": rng.choice([8, 24, 32, 64, 100]),
-            "accumulation": rng.choice([1, 2, 3, 4]),
-            "base_batch": rng.choice([32, 128, 200, 512]),
-            "base_lr": rng.choice([0.002, 0.05, 0.1, 0.3]),
-        }
-        if s["processes"] * s["batch_per_process"] * s["accumulation"] not in (
-            s["base_batch"],
-            4 * s["base_batch"],
-        ):
-            settings.append(s)
-    return settings
-
-
-def scaled_setting(fn: Callable[..., Any], *, hidden: bool = False) -> Verdict:
-    """Exercise 1: ``fn(processes=, batch_per_process=, accumulation=, base_batch=, base_lr=)`` must return the
-    effective batch size and the learning rate the linear scaling rule gives, for settings this check chooses."""
+def dead_channels(fn: Callable[..., Any] | None, *, hidden: bool = False) -> Verdict:
+    """Exercise 1: ``fn(model, images)`` returns {name: share of dead channels} for every nn.ReLU of the model."""
     if unanswered(fn):
         return NOT_YET
     if not callable(fn):
-        return failed("scaled_setting must be a function (keep its def line).")
-    if _is_placeholder(fn):
-        unanswered(None)
-        return NOT_YET
-    for s in _settings(hidden):
-        try:
-            answer = fn(**s)
-        except Exception as exc:  # the learner's code
-            return raised(exc)
-        if answer is None:
-            return failed("scaled_setting returns nothing: return two numbers, (effective_batch, lr).")
-        pair = _pair(answer)
-        if pair is None:
-            return failed(
-                f"return two numbers, (effective_batch, lr); it returned {type(answer).__name__} {answer!r}."
-            )
-        batch, lr = pair
-        p, b, k = s["processes"], s["batch_per_process"], s["accumulation"]
-        want_batch = p * b * k
-        if not _close(batch, want_batch):
-            if _close(batch, b) or _close(batch, b * k):
-                return failed(
-                    "that is one process's batch. Every process takes its own batch at every step, and the "
-                    "averaged gradient of all of them makes one update."
-                )
-            if k > 1 and _close(batch, p * b):
-                return failed(
-                    "the processes are counted; the accumulated micro-batches add to one update too."
-                )
-            return failed(
-                "count the images behind one weight update: per process, per micro-batch, per accumulation."
-            )
-        ratio = want_batch / s["base_batch"]
-        if _close(lr, s["base_lr"] * ratio):
-            continue
-        if _close(lr, s["base_lr"]):
-            return failed(
-                "the batch size is right, but the linear rule changes the learning rate with the batch."
-            )
-        if _close(lr, s["base_lr"] * math.sqrt(ratio)):
-            return failed(
-                "that is the square-root rule (often used with Adam); this exercise asks for the linear one."
-            )
-        if _close(lr, s["base_lr"] / ratio):
-            return failed("the learning rate moved the wrong way: a larger batch averages out more noise.")
-        return failed(
-            "the batch size is right; the linear rule scales the learning rate by how much the batch grew."
-        )
-    return passed("the effective batch and the linearly scaled learning rate, for every setting tried.")
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Exercise 2: predict what 4 processes hold after three collectives
-# ---------------------------------------------------------------------------------------------------------
-def predict_collectives(
-    after_all_reduce: Any, after_all_gather: Any, after_broadcast: Any, *, hidden: bool = False
-) -> Verdict:
-    """Exercise 2: 4 processes, process r starts with ``torch.tensor([2.0 * r + 1])``. What process 2 holds after
-    ``all_reduce`` (a sum), the list process 0 holds after ``all_gather``, and what process 0 holds after
-    ``broadcast(x, src=2)``; each typed in as a value, before running anything."""
-    if unanswered(after_all_reduce) or unanswered(after_all_gather) or unanswered(after_broadcast):
-        return NOT_YET
-    names = ("after_all_reduce", "after_all_gather", "after_broadcast")
-    answers = (after_all_reduce, after_all_gather, after_broadcast)
-    if any(typed_as_literal(name) is False for name in names) or not _the_names_values(names, answers):
-        return failed(
-            "type each prediction in as a value (a number, a list of numbers), worked out by hand: a "
-            "prediction is not computed."
-        )
-    verdict = _judge_collectives(*answers)
-    if verdict is None:
-        return passed("all three predictions match what the collectives do.")
-    # The specific hints tell wrong answers apart: after a few different wrong ones, a search for the answer
-    # (a loop trying values) learns nothing more from them.
-    _WRONG_PREDICTIONS.add(repr(tuple(_numbers(a) for a in answers)))
-    if len(_WRONG_PREDICTIONS) > _SPECIFIC_HINTS:
-        return failed(
-            "not all three predictions match what the collectives do. Work each one out by hand from section 2's "
-            "description of all_reduce, all_gather and broadcast."
-        )
-    return failed(verdict)
-
-
-_SPECIFIC_HINTS = (
-    3  # different wrong predictions in one kernel that get a specific hint; later ones a general one
-)
-_WRONG_PREDICTIONS: set[str] = set()
-
-
-def _the_names_values(names: tuple[str, ...], answers: tuple[Any, ...]) -> bool:
-    """In IPython, whether the check was given the values its answer names hold (not other values, tried in a
-    loop); True elsewhere (plain Python has no namespace of the learner's to compare with)."""
-    try:
-        namespace = get_ipython().user_ns  # type: ignore[name-defined]  # noqa: F821
-    except NameError:
-        return True
-    return all(
-        name in namespace and namespace[name] is value for name, value in zip(names, answers, strict=True)
+        return failed(f"give your function itself (its name, without parentheses); got {type(fn).__name__}.")
+    cases = [(0, 6, 5, 8, True), (1, 4, 7, 6, False)] + (
+        [(2, 8, 9, 10, True), (3, 5, 4, 12, True)] if hidden else []
     )
-
-
-def _judge_collectives(after_all_reduce: Any, after_all_gather: Any, after_broadcast: Any) -> str | None:
-    """The hint for the first wrong prediction, or None when all three are right."""
-    start = [torch.tensor([2.0 * r + 1]) for r in range(4)]  # what processes 0, 1, 2, 3 hold before
-
-    reduced = _numbers(after_all_reduce)
-    if reduced is None or len(reduced) != 1:
-        return "after_all_reduce is one number: what process 2's tensor of one value holds afterwards."
-    total = torch.stack(start).sum(dim=0)
-    if not _close(reduced[0], total.item()):
-        if _close(reduced[0], start[2].item()):
-            return "all_reduce changes every process's tensor: each gets the operation over all processes."
-        if _close(reduced[0], total.item() / 4):
-            return "all_reduce's default operation is a sum, not a mean (DDP divides afterwards)."
-        return "all_reduce gives every process the same result: the sum over all processes' tensors."
-
-    gathered = _numbers(after_all_gather)
-    want = torch.cat(start).tolist()
-    if gathered is None or len(gathered) != 4:
-        return "after_all_gather is a list of one number per process, as process 0 holds it afterwards."
-    if not all(map(_close, gathered, want)):
-        if sorted(gathered) == sorted(want):
-            return "all_gather puts the processes' tensors in rank order, process 0's first."
-        return "all_gather gives every process every process's tensor, unchanged, in rank order."
-
-    broadcast = _numbers(after_broadcast)
-    if broadcast is None or len(broadcast) != 1:
-        return "after_broadcast is one number: what process 0's tensor of one value holds afterwards."
-    if not _close(broadcast[0], start[2].item()):
-        if _close(broadcast[0], start[0].item()):
-            return "broadcast copies the tensor of the process named by src into every other process."
-        return "broadcast copies one process's tensor, unchanged, into every process: which one is src?"
-    return None
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Exercise 3: gradient accumulation
-# ---------------------------------------------------------------------------------------------------------
-def _record_sizes(model: nn.Module, events: list[tuple[int, int]]) -> None:
-    """Note ``(layer index, batch size)`` in ``events`` at every forward pass of each of ``model``'s layers, in any
-    mode and however the layer is reached (``model[1:](x)`` too): forward pre-hooks on the layers themselves."""
-    for index, layer in enumerate(model):
-        layer.register_forward_pre_hook(
-            lambda _, args, index=index: events.append(
-                (
-                    index,
-                    args[0].shape[0] if args and isinstance(args[0], torch.Tensor) and args[0].dim() else -1,
-                )
-            )
-        )
-
-
-_FIRST_LINEAR = 1  # the index of the model's first Linear layer in Exercise 3's checks
-
-
-def _accumulation_trials(hidden: bool) -> list[dict[str, Any]]:
-    trials = [{"seed": 31, "accum": 3, "micro": 4, "batches": 3, "lr": 0.5, "momentum": 0.0}]
-    if hidden:
-        trials += [
-            {"seed": 32, "accum": 2, "micro": 5, "batches": 4, "lr": 0.2, "momentum": 0.9},
-            {"seed": 33, "accum": 4, "micro": 3, "batches": 2, "lr": 1.0, "momentum": 0.0},
-            {"seed": 34, "accum": 1, "micro": 6, "batches": 3, "lr": 0.3, "momentum": 0.0},
-        ]
-    return trials
-
-
-def _one_big_step(
-    model: nn.Module, loader: list, lr: float, momentum: float, *, scale: float = 1.0, zero: bool = True
-) -> nn.Module:
-    """The reference: one step per batch on the whole batch (scale != 1 and zero=False: two classic slips)."""
-    model = copy.deepcopy(model)
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
-    for images, labels in loader:
-        if zero:
-            optimizer.zero_grad(set_to_none=True)
-        (nn.functional.cross_entropy(model(images), labels) * scale).backward()
-        optimizer.step()
-    return model
-
-
-def _largest(a: nn.Module, b: nn.Module) -> float:
-    return max(
-        (p.detach().cpu() - q.detach().cpu()).abs().max().item()
-        for p, q in zip(a.parameters(), b.parameters(), strict=True)
-    )
-
-
-def train_accumulated(
-    fn: Callable[..., Any], *, device: torch.device | str = "cpu", hidden: bool = False
-) -> Verdict:
-    """Exercise 3: ``fn(model, loader, optimizer, loss_fn, accum_steps)`` must make, from micro-batches only, the
-    updates of one step per whole batch, on models, data and accumulation steps this check chooses."""
-    if unanswered(fn):
-        return NOT_YET
-    if not callable(fn):
-        return failed("train_accumulated must be a function (keep its def line).")
-    if _is_placeholder(fn):
-        unanswered(None)
-        return NOT_YET
-    for t in _accumulation_trials(hidden):
-        generator = torch.Generator().manual_seed(t["seed"])
-        batch = t["accum"] * t["micro"]
-        loader = [
-            (
-                torch.randn(batch, 3, 4, generator=generator).to(device),
-                torch.randint(0, 4, (batch,), generator=generator).to(device),
-            )
-            for _ in range(t["batches"])
-        ]
-        torch.manual_seed(t["seed"])
-        model = nn.Sequential(nn.Flatten(), nn.Linear(12, 6), nn.Tanh(), nn.Linear(6, 4)).to(device)
-        start = copy.deepcopy(model)
-        events: list[tuple[int, int]] = []  # (layer, batch size) per forward pass of a layer; (-1, 0) a step
-        _record_sizes(model, events)
-        optimizer = torch.optim.SGD(model.parameters(), lr=t["lr"], momentum=t["momentum"])
-        optimizer.register_step_post_hook(lambda *_, events=events: events.append((-1, 0)))
+    for seed, channels, width, size, train_mode in cases:
+        gen = torch.Generator().manual_seed(100 + seed)
+        with torch.random.fork_rng(devices=[]):  # the learner's random state is left as it was
+            torch.manual_seed(100 + seed)
+            model = _Branches(channels, width, size)
+        for layer, n in ((model.stem, channels), (model.side, channels), (model.head, width)):
+            dead = torch.randperm(n, generator=gen)[: int(torch.randint(0, n, (1,), generator=gen))]
+            _kill(layer, dead.tolist())
+        model.train(train_mode)
+        images = torch.randn(int(torch.randint(3, 9, (1,), generator=gen)), 1, size, size, generator=gen)
+        expected = _expected_dead(model, images)
+        before = {k: v.clone() for k, v in model.state_dict().items()}
         try:
-            fn(model, loader, optimizer, nn.CrossEntropyLoss(), t["accum"])
-        except Exception as exc:  # the learner's code
+            answer = fn(model, images)
+        except Exception as exc:  # the learner's code failed: one line, never raise
             return raised(exc)
-        steps = [i for i, (layer, _) in enumerate(events) if layer == -1]
-        # The images the first Linear layer (which every route to the output takes) saw before each update
-        windows = zip([-1, *steps], steps, strict=False)
-        per_step = [[n for layer, n in events[a + 1 : b] if layer == _FIRST_LINEAR] for a, b in windows]
-        if not any(layer >= 0 for layer, _ in events):
-            return failed("your function never ran the model on the loader's batches.")
-        if max(n for layer, n in events if layer >= 0) > t["micro"]:
+        if _hooks(model):
             return failed(
-                "the model ran on more images at once than one micro-batch: accumulation splits every batch "
-                "into accum_steps parts and never runs the whole batch at once (that is the memory it saves)."
+                "your function left hooks on the model: remove every hook it attached (handle.remove())."
             )
-        if len(steps) != t["batches"]:
-            if not steps:
-                return failed("the optimizer never stepped: there is one update per batch of the loader.")
-            if len(steps) == t["batches"] * t["accum"]:
-                return failed(
-                    "one update per micro-batch: the micro-batches of a batch add up to one update."
-                )
-            return failed("make exactly one optimizer step per batch of the loader.")
-        if any(sum(sizes) != batch for sizes in per_step):
-            return failed(
-                "each update comes from the model's passes over its whole batch, micro-batch by micro-batch, "
-                "each image once: run the model itself on every micro-batch, and on nothing else."
-            )
-        if _largest(model, _one_big_step(start, loader, t["lr"], t["momentum"])) <= 1e-5:
-            continue
-        if _largest(model, _one_big_step(start, loader, t["lr"], t["momentum"], scale=t["accum"])) <= 1e-5:
-            return failed(
-                "backward() adds the micro-batches' gradients together: each loss needs scaling so that the "
-                "sum is the whole batch's mean gradient."
-            )
-        if _largest(model, _one_big_step(start, loader, t["lr"], t["momentum"], zero=False)) <= 1e-5:
-            return failed(
-                "the gradients of the previous batch are still in .grad when the next batch starts."
-            )
-        return failed(
-            "each update must equal one step on the whole batch: the mean gradient of all its images."
-        )
-    return passed("every update equals one step on the whole batch, from micro-batches only.")
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Exercises 4 and 5: the learner's file, run in several processes
-# ---------------------------------------------------------------------------------------------------------
-_RESULTS: dict[
-    tuple[str, str], tuple[list[dict[str, Any]] | None, str | None]
-] = {}  # (task, file hash) -> run
-
-_AVERAGE_TRIALS = [  # the first is the visible check's; grade judges all of them
-    {"seed": 41, "steps": 4, "batch": 4, "lr": 0.2, "momentum": 0.0, "frozen": False},
-    {"seed": 42, "steps": 3, "batch": 5, "lr": 0.1, "momentum": 0.9, "frozen": False},
-    {"seed": 43, "steps": 3, "batch": 3, "lr": 0.3, "momentum": 0.0, "frozen": True},
-]
-_LOSS_TRIALS = [{"seed": 51}, {"seed": 52}, {"seed": 53}]
-
-_BROKEN_LOG_MEAN_LOSS = """
-def log_mean_loss(loss: torch.Tensor) -> None:
-    rank = dist.get_rank()
-    if rank == 0:  # process 0 reports the mean loss of all processes
-        dist.all_reduce(loss)
-        print(f"mean loss {loss.item() / dist.get_world_size():.3f}", flush=True)
-"""
-
-
-def _loss_values(seed: int, world_size: int) -> list[float]:
-    """Each process's loss in a trial of Exercise 5: far enough apart that the mean, the sum and any one differ."""
-    rng = random.Random(seed)
-    return [round(rng.uniform(0.3, 0.9) + 0.8 * r, 3) for r in range(world_size)]
-
-
-def _run(task: str, path: Path) -> tuple[list[dict[str, Any]] | None, str | None]:
-    """Run ``task`` on the learner's file in PROCESSES processes (once per file content): (per-process results,
-    error). The results list each process's dict in rank order; error is the first error a process reported."""
-    from course_machinery.launch import launch
-
-    key = (task, hashlib.sha256(path.read_bytes()).hexdigest())
-    if key in _RESULTS:
-        return _RESULTS[key]
-    with tempfile.TemporaryDirectory(prefix="lesson08-check-") as folder:
-        out = Path(folder)
-        try:
-            result = launch(
-                _WORKER, task, path.resolve(), out, module=True, nproc=PROCESSES, threads=1,
-                timeout=LAUNCH_TIMEOUT_S, env={"CUDA_VISIBLE_DEVICES": ""}, echo=False, check=False,
-            )  # fmt: skip
-        except TimeoutError:
-            return None, f"TimeoutError: the processes did not finish within {LAUNCH_TIMEOUT_S} s"
-        ranks = [
-            json.loads(p.read_text()) if p.exists() else None
-            for p in (out / f"rank{r}.json" for r in range(PROCESSES))
-        ]
-    errors = [r["error"] for r in ranks if r and r.get("error")]
-    if errors or not all(ranks):
-        lines = [ln for ln in result.output.splitlines() if re.search(r"Error|Exception", ln)]
-        found = (
-            errors[0]
-            if errors
-            else (lines[0] if lines else f"torchrun exited with status {result.returncode}")
-        )
-        run = (None, found)
-    else:
-        run = (ranks, None)
-    _RESULTS[key] = run
-    return run
-
-
-_HANG = ("timed out", "timeout", "connection closed", "connection reset", "broken pipe", "sigterm")
-
-
-def _hung(error: str) -> bool:
-    return any(word in error.lower() for word in _HANG)
-
-
-def _answer_file(path: Any, name: str) -> tuple[Path | None, ast.FunctionDef | None, Verdict | None]:
-    """The learner's file and its last ``def name``; or a verdict (❌) when there is none to run yet."""
-    if unanswered(path):
-        return None, None, NOT_YET
-    path = Path(path)
-    if not path.is_file():
-        return (
-            None,
-            None,
-            failed(f"there is no {path.name} yet: run the exercise's cell (it writes the file) first."),
-        )
-    try:
-        node = _last_def(path.read_text(encoding="utf-8"), name)
-    except SyntaxError as exc:
-        return None, None, raised(exc)
-    if node is None:
-        return None, None, failed(f"{path.name} defines no function {name}: keep its def line.")
-    if found := _meddling(path.read_text(encoding="utf-8")):
-        return (
-            None,
-            None,
-            failed(
-                f"{path.name} uses {found}, which reaches into the program that runs it (its frames, modules "
-                f"or profiler): {name} works with its argument and torch.distributed alone."
-            ),
-        )
-    return path, node, None
-
-
-# What no answer of Exercises 4 and 5 needs, only one that inspects or patches the check's worker (which runs the
-# learner's file in its own processes, out of reach of a watch in the notebook's process).
-_MEDDLING = re.compile(
-    r"_getframe|\bf_locals\b|\bf_back\b|\bf_globals\b|\btb_frame\b|__traceback__|\bgc\s*\.|\bimport\s+gc\b"
-    r"|\bfrom\s+gc\b|\bsys\s*\.\s*modules\b|setprofile|settrace|currentframe|\binspect\s*\.|\bimport\s+inspect\b"
-    r"|\bfrom\s+inspect\b|__code__|__globals__|\bimportlib\b|__import__|\bimport\s+__main__\b|\bfrom\s+__main__\b"
-    r"|\bbuiltins\b|__builtins__"
-)
-
-
-def _meddling(source: str) -> str | None:
-    """The first thing in ``source`` (comments left out, strings kept) that only meddling with the worker needs."""
-    try:
-        tokens = [
-            t.string
-            for t in tokenize.generate_tokens(io.StringIO(source).readline)
-            if t.type != tokenize.COMMENT
-        ]
-    except (tokenize.TokenError, SyntaxError):
-        tokens = [source]
-    found = _MEDDLING.search(" ".join(tokens))
-    return re.sub(r"\s+", "", found.group()) if found else None
-
-
-_TAMPERED_HINT = (
-    "your file changes the code of the check that runs it: {name} works with its argument and torch.distributed "
-    "alone."
-)
-
-
-def _exception(text: str) -> BaseException:
-    """An exception that prints as the worker's error line (its type name and message)."""
-    name, _, message = text.partition(": ")
-    kind = type(name if name.isidentifier() else "Error", (Exception,), {})
-    return kind(message if name.isidentifier() else text)
-
-
-def average_gradients(path: Any, *, hidden: bool = False) -> Verdict:
-    """Exercise 4: the file's ``average_gradients(model)``, called after backward() in each of 3 processes, must
-    make the same updates as DistributedDataParallel (same seeds, same data), with models and seeds chosen here."""
-    path, node, verdict = _answer_file(path, "average_gradients")
-    if verdict is not None:
-        return verdict
-    if _has_stub(node):
-        unanswered(None)
-        return NOT_YET
-    ranks, error = _run("average", path)
-    if error is not None and _TAMPERED in error:
-        return failed(_TAMPERED_HINT.format(name="average_gradients"))
-    if error is not None:
-        if _hung(error):
-            return failed(
-                "a process waited in vain for the others: every process must call the same collectives, in the "
-                "same order."
-            )
-        if "NoneType" in error:
-            return failed("a frozen parameter has no gradient (its .grad is None): leave it alone.")
-        return raised(_exception(error))
-    for trial in range(len(_AVERAGE_TRIALS) if hidden else 1):
-        seen = [r["trials"][trial] for r in ranks]
-        if any(s["weights_changed"] for s in seen):
-            return failed(
-                "your function changed the weights: it averages the gradients, the optimizer then updates."
-            )
-        want = _average_reference(_AVERAGE_TRIALS[trial], PROCESSES)
-        if any(_same(s["grads"], want["local"][r]) for r, s in enumerate(seen)) and not all(
-            _same(s["grads"], want["mean"]) for s in seen
+        if model.training != train_mode or any(
+            not torch.equal(before[k], v) for k, v in model.state_dict().items()
         ):
             return failed(
-                "a process kept its own gradient: the processes must combine their gradients (a collective), so "
-                "that every process makes the same update."
+                "your function changed the model (its weights or its train/eval mode); only watch it."
             )
-        if any(_same(s["grads"], want["sum"]) for s in seen):
-            return failed("all_reduce adds the gradients; DDP's update uses their mean over the processes.")
-        if not all(
-            _same(s["grads"], want["mean"]) and _same(s["weights"], want["weights"], atol=1e-5) for s in seen
-        ):
+        if not isinstance(answer, dict):
             return failed(
-                "after your function every process must hold the mean of all processes' gradients (how many "
-                "processes are there?)."
+                f"return a dict {{name of the ReLU module: share of dead channels}}; got {type(answer).__name__}."
             )
-    tried = f"{len(_AVERAGE_TRIALS)} runs" if hidden else "a run"
+        if set(answer) != set(expected):
+            return failed(
+                "return one entry per nn.ReLU module, keyed by its name in model.named_modules(), for any model "
+                "(not only an nn.Sequential), and nothing else."
+            )
+        for name, value in expected.items():
+            got = answer[name]
+            got = got.item() if isinstance(got, torch.Tensor) and got.numel() == 1 else got
+            if not isinstance(got, (int, float)) or not math.isclose(float(got), value, abs_tol=1e-6):
+                return failed(
+                    "a channel counts as dead only when it outputs 0 at every position of every image of the "
+                    "batch; the share is over the channels (dimension 1) of each ReLU's output."
+                )
     return passed(
-        f"in {tried} of {PROCESSES} processes, your averaging made the weights of DistributedDataParallel."
+        "your hooks find the dead channels of every ReLU, on networks and batches you did not choose."
     )
 
 
-def log_mean_loss(path: Any, *, hidden: bool = False) -> Verdict:
-    """Exercise 5: the file's ``log_mean_loss(loss)``, called by each of 3 processes with a loss chosen here and
-    followed by a barrier, must let every process go on while process 0 alone prints the mean loss."""
-    path, node, verdict = _answer_file(path, "log_mean_loss")
-    if verdict is not None:
-        return verdict
-    if _has_stub(node):
-        unanswered(None)
-        return NOT_YET
-    broken = _last_def(_BROKEN_LOG_MEAN_LOSS, "log_mean_loss")
-    if _without_docstring(node) == _without_docstring(broken):
-        return failed(
-            "log_mean_loss is still the broken one: repair it in its cell, run that cell, then this one."
-        )
-    ranks, error = _run("mean_loss", path)
-    if error is not None and _TAMPERED in error:
-        return failed(_TAMPERED_HINT.format(name="log_mean_loss"))
-    if error is not None:
-        if _hung(error):
-            return failed(
-                "a process still waits for the others: every process must take part in every collective, in "
-                "the same order."
-            )
-        return raised(_exception(error))
-    for trial in range(len(_LOSS_TRIALS) if hidden else 1):
-        losses = _loss_values(_LOSS_TRIALS[trial]["seed"], PROCESSES)
-        printed = [r["trials"][trial]["printed"].strip() for r in ranks]
-        if any(printed[1:]):
-            return failed("only process 0 prints: the other processes' output would repeat it.")
-        if not printed[0]:
-            return failed("process 0 printed nothing: it reports the mean loss.")
-        shown = [float(n) for n in re.findall(r"-?\d+\.?\d*(?:[eE][-+]?\d+)?", printed[0])]
-        if len(shown) != 1:
-            return failed(
-                "process 0 reports one number at each call, the mean loss: a report with several numbers in it "
-                "leaves the reader to guess which one it is."
-            )
-        mean = sum(losses) / len(losses)
-        if any(abs(n - mean) < 6e-4 for n in shown):
-            continue
-        if any(abs(n - sum(losses)) < 6e-4 for n in shown):
-            return failed(
-                "process 0 printed the sum of the losses: the mean divides by the number of processes."
-            )
-        if any(abs(n - losses[0]) < 6e-4 for n in shown):
-            return failed("process 0 printed its own loss: the mean is over all processes' losses.")
-        return failed(
-            "process 0 printed another number than the mean of all processes' losses (how many are there?)."
-        )
-    return passed(f"all {PROCESSES} processes went on, and process 0 alone printed the mean of their losses.")
-
-
 # ---------------------------------------------------------------------------------------------------------
-# The worker: python -m course_machinery.checks.lesson08 TASK ANSWER_FILE OUT_DIR, under torchrun
+# The bug hunt: watching a run from outside
 # ---------------------------------------------------------------------------------------------------------
-def _average_model(t: dict[str, Any]) -> nn.Module:
-    """Exercise 4's model for trial ``t``: the same initial weights in every process and in the check."""
-    torch.manual_seed(t["seed"])
-    model = nn.Sequential(nn.Conv2d(1, 3, 3), nn.ReLU(), nn.Flatten(), nn.Linear(3 * 4 * 4, 5))
-    if t["frozen"]:
-        model[0].requires_grad_(False)  # a frozen layer: its parameters have no gradient
-    return model
+class _Trace:
+    """What a run did, seen through hooks."""
+
+    def __init__(self) -> None:
+        self.optimizers: list[torch.optim.Optimizer] = []
+        self.lrs: list[float] = []  # the first parameter group's learning rate at every optimizer step
+        self.batch_sizes: list[int] = []
+        self.inputs: list[torch.Tensor] = []  # the model's input at its first training passes
+        self.losses: list[float] = []
+        self.probabilities = False  # the loss received rows that are probabilities
+        self.stale = False  # the optimizer stepped with a gradient that is not this step's alone
+        self.preds: Any = None
+        self.error: BaseException | None = None
 
 
-def _average_batches(t: dict[str, Any], world: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """The global batch of every step of trial ``t``; process r takes rows r, r + world, ..."""
-    generator = torch.Generator().manual_seed(t["seed"] + 1000)
-    batches = []
-    for _ in range(t["steps"]):
-        images = torch.randn(world * t["batch"], 1, 6, 6, generator=generator)
-        batches.append((images, torch.randint(0, 5, (world * t["batch"],), generator=generator)))
-    return batches
+def _trace(
+    run: Callable[..., Any],
+    data: Any,
+    *,
+    make_model: Callable[[], nn.Module],
+    train: slice,
+    steps: int,
+    seed: int,
+    pixels: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    val_size: int = 2000,
+) -> _Trace:
+    """Call ``run`` on a fresh model and the given slice of the training data, watching it with hooks."""
+    trace = _Trace()
+    train_images, train_labels = data.train.images[train], data.train.labels[train]
+    if pixels is not None:
+        train_images = pixels(train_images)
+    val_images = data.val.images[:val_size]
+    devices = [train_images.get_device()] if train_images.is_cuda else []
+    with torch.random.fork_rng(devices=devices):  # the learner's random state is left as it was
+        torch.manual_seed(seed)
+        model = make_model().to(train_images.device)
+        own = {id(p) for p in model.parameters()}
+        watched = [p for p in model.parameters() if p.requires_grad][-2:]  # the last layer's weight and bias
+        fresh: dict[int, torch.Tensor | None] = {}
+        loss_fn = nn.CrossEntropyLoss()
 
+        def model_input(module: nn.Module, args: tuple) -> None:
+            if torch.is_grad_enabled() and args and isinstance(args[0], torch.Tensor):
+                trace.batch_sizes.append(len(args[0]))
+                if len(trace.inputs) < 3:
+                    trace.inputs.append(args[0].detach().float().clone())
 
-def _sgd(model: nn.Module, t: dict[str, Any]) -> torch.optim.SGD:
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    return torch.optim.SGD(trainable, lr=t["lr"], momentum=t["momentum"])
+        def loss_seen(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
+            if torch.is_grad_enabled():
+                trace.losses.append(float(output.detach()))
+                scores = args[0].detach() if args and isinstance(args[0], torch.Tensor) else None
+                if scores is not None and scores.ndim == 2 and bool((scores >= 0).all()):
+                    rows = scores.sum(dim=1)
+                    if torch.allclose(rows, torch.ones_like(rows), atol=1e-3):
+                        trace.probabilities = True
 
+        def grad_seen(index: int) -> Callable[[torch.Tensor], None]:
+            def hook(grad: torch.Tensor) -> None:
+                fresh[index] = grad.detach().clone()  # this backward pass's gradient, before accumulation
 
-def _average_trial(average: Callable[[nn.Module], Any], t: dict[str, Any]) -> dict[str, Any]:
-    """The worker's part of a trial of Exercise 4: train with the learner's averaging, and report raw numbers
-    only (the gradients after the first averaging, the final weights); the check judges them. No reference runs
-    in this process, so nothing of it is within reach of the learner's call."""
-    import torch.distributed as dist
+            return hook
 
-    rank, world = dist.get_rank(), dist.get_world_size()
-    model = _average_model(t)
-    optimizer = _sgd(model, t)
-    grads, changed = None, False
-    for images, labels in _average_batches(t, world):
-        optimizer.zero_grad(set_to_none=True)
-        nn.functional.cross_entropy(model(images[rank::world]), labels[rank::world]).backward()
-        before = [p.detach().clone() for p in model.parameters()]
-        average(model)
-        changed |= not all(
-            torch.equal(b, p.detach()) for b, p in zip(before, model.parameters(), strict=True)
-        )
-        if grads is None:
-            grads = [
-                None if p.grad is None else p.grad.detach().flatten().tolist() for p in model.parameters()
-            ]
-        optimizer.step()
-    weights = [p.detach().flatten().tolist() for p in model.parameters()]
-    return {"grads": grads, "weights": weights, "weights_changed": changed}
+        def before_step(optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+            params = [p for group in optimizer.param_groups for p in group["params"]]
+            if not any(id(p) in own for p in params):
+                return  # an optimizer of some other model
+            if not trace.optimizers or trace.optimizers[-1] is not optimizer:
+                trace.optimizers.append(optimizer)
+            trace.lrs.append(float(optimizer.param_groups[0]["lr"]))
+            for i, p in enumerate(watched):
+                used, new = p.grad, fresh.get(i)
+                # compared on the CPU: the hook's gradient and .grad may be told apart by device tracking
+                if (
+                    used is None
+                    or new is None
+                    or not torch.allclose(used.cpu(), new.cpu(), rtol=1e-4, atol=1e-7)
+                ):
+                    trace.stale = True
+                fresh[i] = None
 
-
-def _average_reference(t: dict[str, Any], world: int) -> dict[str, Any]:
-    """In the check's own process: what DistributedDataParallel does in ``world`` processes, in one. DDP's
-    gradient is the mean of the processes' gradients; each process's own (``local``) and their sum are the
-    usual slips. Returns the first step's gradients of each kind and the final weights."""
-    with torch.random.fork_rng():
-        model = _average_model(t)
-    optimizer = _sgd(model, t)
-    first: dict[str, list[Any]] | None = None
-    for images, labels in _average_batches(t, world):
-        local = []
-        for rank in range(world):
-            model.zero_grad(set_to_none=True)
-            nn.functional.cross_entropy(model(images[rank::world]), labels[rank::world]).backward()
-            local.append([None if p.grad is None else p.grad.detach().clone() for p in model.parameters()])
-        mean = [
-            None if g is None else sum(grads[i] for grads in local) / world for i, g in enumerate(local[0])
+        handles = [
+            model.register_forward_pre_hook(model_input),
+            loss_fn.register_forward_hook(loss_seen),
+            register_optimizer_step_pre_hook(before_step),
+            *(p.register_hook(grad_seen(i)) for i, p in enumerate(watched)),
         ]
-        if first is None:
-            first = {"mean": mean, "sum": [None if g is None else g * world for g in mean], "local": local}
-        for p, g in zip(model.parameters(), mean, strict=True):
-            p.grad = g
-        optimizer.step()
-    return {**first, "weights": [p.detach().clone() for p in model.parameters()]}
+        try:
+            trace.preds = run(
+                model, loss_fn, train_images.clone(), train_labels.clone(), val_images.clone(), steps
+            )
+        except Exception as exc:  # the learner's code failed: reported on one line by the check
+            trace.error = exc
+        finally:
+            for handle in handles:
+                handle.remove()
+    return trace
 
 
-def _same(got: list[Any] | None, want: list[torch.Tensor | None], *, atol: float = 1e-6) -> bool:
-    """Whether the numbers a worker reported (flat lists, None for no gradient) equal ``want``'s tensors."""
-    if got is None or len(got) != len(want):
+def _setting(optimizer: torch.optim.Optimizer, key: str) -> Any:
+    return optimizer.param_groups[0].get(key, optimizer.defaults.get(key))
+
+
+def _same_optimizer(trace: _Trace, kind: str, settings: dict[str, Any], run: str) -> str | None:
+    """A hint when the run no longer steps with its own optimizer and settings (learning rate included if given)."""
+    if not trace.optimizers:
+        return "your run never called optimizer.step(): it must train the model it is given."
+    opt = trace.optimizers[0]
+    ok = type(opt).__name__ == kind and len(trace.optimizers) == 1
+    for key, value in settings.items():
+        got = trace.lrs[0] if key == "lr" else _setting(opt, key)
+        ok = ok and (
+            tuple(got) == tuple(value) if isinstance(value, tuple) else math.isclose(float(got), value)
+        )
+    if not ok:
+        return f"your repair changed run {run}'s optimizer or its settings; {_KEEP}."
+    return None
+
+
+def _inputs_match(
+    trace: _Trace, train_images: torch.Tensor, expected: Callable[[torch.Tensor], torch.Tensor]
+) -> bool:
+    """Whether every image the model received first is one of ``expected(train_images)`` (any order)."""
+    if not trace.inputs:
         return False
-    for g, w in zip(got, want, strict=True):
-        if (g is None) != (w is None):
+    table = expected(train_images.float()).flatten(1).cpu()
+    for batch in trace.inputs[:2]:
+        rows = batch.flatten(1).cpu()
+        if rows.shape[1] != table.shape[1]:
             return False
-        if w is not None and (
-            len(g) != w.numel() or not torch.allclose(torch.tensor(g), w.flatten(), rtol=1e-4, atol=atol)
-        ):
+        nearest = torch.cdist(rows, table, compute_mode="donot_use_mm_for_euclid_dist").min(dim=1).values
+        if bool((nearest > 1e-3 * math.sqrt(rows.shape[1])).any()):
             return False
     return True
 
 
-def _loss_trial(log: Callable[[torch.Tensor], Any], t: dict[str, Any]) -> dict[str, Any]:
-    import torch.distributed as dist
-
-    rank, world = dist.get_rank(), dist.get_world_size()
-    loss = torch.tensor([_loss_values(t["seed"], world)[rank]])
-    shown = io.StringIO()
-    with contextlib.redirect_stdout(shown):
-        log(loss)
-    dist.barrier()  # the rest of the program: every process goes on together
-    return {"printed": shown.getvalue()}
+def _mnist(pixels: torch.Tensor) -> torch.Tensor:
+    return (pixels / 255 - MEAN) / STD
 
 
-_TAMPERED = "AnswerChangedTheWorker"  # the error a worker reports when the answer file changed its code
+def _common(trace: _Trace, steps: int) -> str | None:
+    if trace.error is not None:
+        return "raised"
+    if len(trace.losses) > steps:
+        return f"your run computed the loss {len(trace.losses)} times; it may train for {steps} steps only."
+    if trace.losses and max(trace.batch_sizes, default=0) > BATCH_SIZE:
+        return f"your run trains on batches of more than {BATCH_SIZE} images; {_KEEP}."
+    return None
 
 
-def _fingerprint(namespace: dict[str, Any]) -> dict[str, tuple[int, int]]:
-    """Each name of the worker's module with the identity of its value (and of its code, for a function)."""
-    return {k: (id(v), id(getattr(v, "__code__", None))) for k, v in namespace.items()}
-
-
-def _worker(task: str, answer: Path, out: Path) -> None:
-    import importlib.util
-    import os
-    import traceback
-
-    import torch.distributed as dist
-
-    # Bound before the learner's file runs: a file that replaces this module's functions changes nothing here,
-    # and is caught by the fingerprint below.
-    trial, trials = {"average": (_average_trial, _AVERAGE_TRIALS), "mean_loss": (_loss_trial, _LOSS_TRIALS)}[
-        task
-    ]
-    name = {"average": "average_gradients", "mean_loss": "log_mean_loss"}[task]
-    trials = copy.deepcopy(trials)
-    namespace = globals()
-    before = _fingerprint(namespace)
-    write, dumps = Path.write_text, json.dumps
-    dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=COLLECTIVE_TIMEOUT_S))
-    rank = dist.get_rank()
-    report: dict[str, Any] = {"rank": rank, "trials": [], "error": None}
-    try:
-        spec = importlib.util.spec_from_file_location(f"answer_{task}", answer)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        if _fingerprint(namespace) != before:
-            raise RuntimeError(f"{_TAMPERED}: the answer file changed the check's worker")
-        report["trials"] = [trial(getattr(module, name), t) for t in trials]
-        if _fingerprint(namespace) != before:
-            raise RuntimeError(f"{_TAMPERED}: the answer file changed the check's worker")
-    except Exception as exc:  # the learner's code, or a collective that timed out
-        report["trials"] = []
-        report["error"] = (
-            f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+def _accuracy(trace: _Trace, data: Any, val_size: int) -> float | str:
+    val_labels = data.val.labels[:val_size]
+    preds = trace.preds
+    if not isinstance(preds, torch.Tensor) or preds.shape != val_labels.shape or preds.is_floating_point():
+        got = tuple(preds.shape) if isinstance(preds, torch.Tensor) else type(preds).__name__
+        return (
+            f"return one predicted class index per validation image, a tensor of shape ({len(val_labels)},) "
+            f"(outputs.argmax(dim=1)); got {got}."
         )
-        traceback.print_exc()
-    write(out / f"rank{rank}.json", dumps(report))
-    if report["error"]:
-        sys.stdout.flush()
-        os._exit(1)  # torchrun then stops the other processes, which may wait in a collective
-    dist.destroy_process_group()
+    return float((preds.to(val_labels.device) == val_labels).float().mean())
 
 
-if __name__ == "__main__":
-    _worker(sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3]))
+_FULL_RUNS: dict[tuple, _Trace] = {}  # the last run trained on the full budget
+Judge = Callable[[_Trace, torch.Tensor, int], str | None]  # (trace, the run's training images, steps) -> hint
+
+
+def _judge_run(
+    run: Any,
+    data: Any,
+    *,
+    make_model: Callable[[], nn.Module],
+    steps: int,
+    target: float,
+    hidden: bool,
+    judge: Judge,
+    probes: list[tuple[int, int, int]],
+    more_probes: list[tuple[int, int, int]],
+    pixels: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    train_size: int = 8192,
+    val_size: int = 2000,
+) -> Verdict:
+    """Probe the run on short trainings of the check's choosing (offset, size, steps), then train it to the target."""
+    if unanswered(run):
+        return NOT_YET
+    if not callable(run):
+        return failed(f"give your function itself (its name, without parentheses); got {type(run).__name__}.")
+    available = len(data.train.images)
+    for i, (offset, size, probe_steps) in enumerate(probes + (more_probes if hidden else [])):
+        offset = min(offset, max(0, available - size))
+        train = slice(offset, offset + size)
+        trace = _trace(
+            run,
+            data,
+            make_model=make_model,
+            train=train,
+            steps=probe_steps,
+            seed=10 + i,
+            pixels=pixels,
+            val_size=32,
+        )
+        hint = _common(trace, probe_steps)
+        if hint == "raised":
+            return raised(trace.error)  # type: ignore[arg-type]
+        images = data.train.images[train]
+        hint = hint or judge(trace, pixels(images) if pixels is not None else images, probe_steps)
+        if hint:
+            return failed(hint)
+    key = (run, id(data), make_model, steps, train_size, val_size)
+    trace = _FULL_RUNS.get(
+        key
+    )  # the hidden test, right after the visible check, need not train the same run again
+    if trace is None:
+        trace = _trace(
+            run,
+            data,
+            make_model=make_model,
+            train=slice(0, train_size),
+            steps=steps,
+            seed=0,
+            val_size=val_size,
+        )
+        _FULL_RUNS.clear()
+        _FULL_RUNS[key] = trace
+    hint = _common(trace, steps)
+    if hint == "raised":
+        return raised(trace.error)  # type: ignore[arg-type]
+    hint = hint or judge(trace, data.train.images[:train_size], steps)
+    if hint:
+        return failed(hint)
+    acc = _accuracy(trace, data, val_size)
+    if isinstance(acc, str):
+        return failed(acc)
+    if acc < target - 1e-9:
+        if not all(math.isfinite(v) for v in trace.losses):
+            end = "its training loss became NaN or infinite"
+        elif trace.losses:
+            end = f"its training loss ended at {trace.losses[-1]:.3f}"
+        else:
+            end = "it never called loss_fn"
+        return failed(
+            f"your run reached {acc:.1%} validation accuracy in {steps} steps, below the {target:.0%} target "
+            f"({end}); {_ROUTINE}."
+        )
+    kept = "keeps its own choices and " if probes else ""
+    return passed(
+        f"your repaired run {kept}reached {acc:.1%} validation accuracy in {steps} steps "
+        f"(target {target:.0%})."
+    )
+
+
+_PROBES = [
+    (0, 256, 6)
+]  # (offset into the training images, how many, steps): short runs of the check's choosing
+_MORE = [(1000, 192, 5), (3000, 320, 7)]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Run A (the worked example): the target only
+# ---------------------------------------------------------------------------------------------------------
+def fixed_run(
+    run: Callable[..., Any] | None,
+    data: Any,
+    *,
+    make_model: Callable[[], nn.Module],
+    steps: int,
+    target: float,
+    hidden: bool = False,
+) -> Verdict:
+    """The worked example's check: train ``run`` on the budget and score its predictions against the target."""
+    return _judge_run(
+        run, data, make_model=make_model, steps=steps, target=target, hidden=hidden,
+        judge=lambda trace, images, steps: None, probes=[], more_probes=[],
+    )  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Exercises 2 to 5: runs B, C, D and E
+# ---------------------------------------------------------------------------------------------------------
+def _judge_b(trace: _Trace, images: torch.Tensor, steps: int) -> str | None:
+    settings = {"lr": 0.02, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4}
+    hint = _same_optimizer(trace, "SGD", settings, "B")
+    if hint:
+        return hint
+    if not _inputs_match(trace, images, _mnist):
+        return f"your repair changed how run B prepares its images; {_KEEP}."
+    if trace.stale:
+        return (
+            "at some step your optimizer did not step with the gradient of that step's batch alone: compare "
+            "grad_norm step after step with the healthy run's."
+        )
+    return None
+
+
+def run_b(
+    run: Any,
+    data: Any,
+    *,
+    make_model: Callable[[], nn.Module],
+    steps: int,
+    target: float,
+    hidden: bool = False,
+) -> Verdict:
+    """Exercise 2: run B repaired, its optimizer (SGD, Nesterov, weight decay) and its images as they were."""
+    return _judge_run(
+        run, data, make_model=make_model, steps=steps, target=target, hidden=hidden,
+        judge=_judge_b, probes=_PROBES, more_probes=_MORE,
+    )  # fmt: skip
+
+
+def _pm1(pixels: torch.Tensor) -> torch.Tensor:
+    return (pixels / 255 - 0.5) / 0.5
+
+
+def _judge_c(trace: _Trace, images: torch.Tensor, steps: int) -> str | None:
+    hint = _same_optimizer(trace, "SGD", {"lr": 0.05, "momentum": 0.9, "nesterov": False}, "C")
+    if hint:
+        return hint
+    if not _inputs_match(trace, images, _pm1):
+        return f"your repair changed how run C scales its images; {_KEEP}."
+    if trace.probabilities:
+        return (
+            "what your loss function receives is still not what nn.CrossEntropyLoss expects: read what it does "
+            "to its input first."
+        )
+    return None
+
+
+def run_c(
+    run: Any,
+    data: Any,
+    *,
+    make_model: Callable[[], nn.Module],
+    steps: int,
+    target: float,
+    hidden: bool = False,
+) -> Verdict:
+    """Exercise 3: run C repaired, its images still scaled to [-1, 1]."""
+    return _judge_run(
+        run, data, make_model=make_model, steps=steps, target=target, hidden=hidden,
+        judge=_judge_c, probes=_PROBES, more_probes=_MORE,
+    )  # fmt: skip
+
+
+def _own_statistics(train_images: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Run D's intent: normalise with the mean and std of the training images it is given, whatever they are."""
+    scaled = train_images.float() / 255
+    mean, std = scaled.mean(), scaled.std()
+    return lambda pixels: (pixels / 255 - mean) / std
+
+
+def _judge_d(trace: _Trace, images: torch.Tensor, steps: int) -> str | None:
+    hint = _same_optimizer(trace, "SGD", {"lr": 0.05, "momentum": 0.9, "nesterov": False}, "D")
+    if hint:
+        return hint
+    if not _inputs_match(trace, images, _own_statistics(images)):
+        return (
+            "on training images of the check's choosing, what reaches your model is not those images normalised "
+            "to mean 0 and std 1 with the statistics of the very data it was given; follow the pixels from the "
+            "file to the model, in numbers."
+        )
+    return None
+
+
+def _other_pixels(pixels: torch.Tensor) -> torch.Tensor:
+    """The check's own images: darker and on a grey background, so that MNIST's statistics no longer fit them."""
+    return (pixels.float() * 0.6 + 70).round().to(torch.uint8)
+
+
+def run_d(
+    run: Any,
+    data: Any,
+    *,
+    make_model: Callable[[], nn.Module],
+    steps: int,
+    target: float,
+    hidden: bool = False,
+) -> Verdict:
+    """Exercise 4: run D repaired, still normalising with the statistics of whatever data it is given."""
+    return _judge_run(
+        run, data, make_model=make_model, steps=steps, target=target, hidden=hidden,
+        judge=_judge_d, probes=_PROBES, more_probes=_MORE, pixels=_other_pixels,
+    )  # fmt: skip
+
+
+def _judge_e(trace: _Trace, images: torch.Tensor, steps: int) -> str | None:
+    hint = _same_optimizer(trace, "Adam", {"betas": (0.9, 0.999), "weight_decay": 0.0}, "E")
+    if hint:
+        return hint
+    if not _inputs_match(trace, images, _mnist):
+        return f"your repair changed how run E prepares its images; {_KEEP}."
+    if len(set(trace.lrs)) > 1:
+        return f"your repair changes the learning rate during the run; {_KEEP}: one setting is wrong."
+    return None
+
+
+def run_e(
+    run: Any,
+    data: Any,
+    *,
+    make_model: Callable[[], nn.Module],
+    steps: int,
+    target: float,
+    hidden: bool = False,
+) -> Verdict:
+    """Exercise 5: run E repaired, still training with Adam."""
+    return _judge_run(
+        run, data, make_model=make_model, steps=steps, target=target, hidden=hidden,
+        judge=_judge_e, probes=_PROBES, more_probes=_MORE,
+    )  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Exercise 6: run G, a fault of a kind no earlier cell shows
+# ---------------------------------------------------------------------------------------------------------
+def _judge_g(trace: _Trace, images: torch.Tensor, steps: int) -> str | None:
+    hint = _same_optimizer(trace, "SGD", {"momentum": 0.9, "nesterov": False}, "G")
+    if hint:
+        return hint
+    if not _inputs_match(trace, images, _mnist):
+        return f"your repair changed how run G prepares its images; {_KEEP}."
+    first = trace.lrs[0]
+    if not math.isclose(first, 0.05):
+        return f"your repair changed the learning rate run G starts with; {_KEEP}."
+    per_pass = len(images) / BATCH_SIZE  # steps in one pass over the training images
+    for k, lr in enumerate(trace.lrs):
+        halvings = math.log2(first / lr) if lr > 0 else math.inf
+        if (
+            not math.isclose(halvings, round(halvings), abs_tol=1e-3)
+            or abs(halvings - k / per_pass) >= 1 + 1e-9
+        ):
+            return (
+                "run G's plan for its learning rate, as its comment states it, is not what your run does; watch "
+                "the size of every update (and optimizer.param_groups[0]['lr']) step after step, on training sets "
+                "of other sizes too."
+            )
+    return None
+
+
+def run_g(
+    run: Any,
+    data: Any,
+    *,
+    make_model: Callable[[], nn.Module],
+    steps: int,
+    target: float,
+    hidden: bool = False,
+) -> Verdict:
+    """Exercise 6: run G repaired, its learning rate following the plan its comment states, for any data size."""
+    return _judge_run(
+        run, data, make_model=make_model, steps=steps, target=target, hidden=hidden,
+        judge=_judge_g, probes=[(0, 256, 10)], more_probes=[(500, 200, 9), (2000, 448, 16)],
+    )  # fmt: skip
