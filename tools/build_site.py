@@ -192,6 +192,7 @@ def build(mode: str, out: Path, only: list[str]) -> int:
             )
     print(f"building the site in {mode} mode: {len(lessons)} lesson(s), cache {cache}", flush=True)
     start = time.monotonic()
+    execute_lessons(lessons, mode, src / "notebooks", env)
     # -W: a warning (a broken reference, an output that cannot render, a failed notebook) fails the build.
     command = [sys.executable, "-m", "sphinx", "-b", "html", "-c", str(CONF), "-W", "--keep-going", "-q"]
     command += ["-d", str(out / "doctrees")]  # beside the pages, not in them: html/ is what gets published
@@ -210,7 +211,90 @@ def build(mode: str, out: Path, only: list[str]) -> int:
     if code == 0:
         stamp_file.write_text(stamp)
     print(f"{'built' if code == 0 else 'FAILED'} in {time.monotonic() - start:.0f} s: {html / 'index.html'}")
+    report(lessons, mode, cache, out / "run-report.json")
     return code
+
+
+def execute_lessons(lessons: list[Path], mode: str, folder: Path, env: dict[str, str]) -> None:
+    """Run each staged lesson that the cache lacks, one at a time, timing every cell (MyST-NB then finds them all
+    in the cache; it would run them without the cell times). A lesson that fails is left to Sphinx, which runs
+    it again and names it among the build's failures."""
+    saved = dict(os.environ)
+    os.environ.update(env)  # the kernel inherits this process's environment: the mode, the data, the cache
+    try:
+        for path in lessons:
+            staged = folder / path.name
+            if notebook_cache.cached(staged, Path(env["COURSE_SITE_CACHE"])):
+                continue
+            print(f"running {path.name} in {mode} mode ...", flush=True)
+            try:
+                _, seconds, _ = notebook_cache.execute(staged, mode, cwd=folder)
+            except RuntimeError as error:
+                print(f"  {path.name} FAILED: {str(error).splitlines()[-1]}", flush=True)
+                continue
+            print(f"  {path.name}: {seconds:.0f} s", flush=True)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def _has_bar(cell: dict) -> bool:
+    """Whether a cell's outputs hold a progress bar: tqdm's widget, or its text bar (``42%|####``)."""
+    for output in cell.get("outputs", []):
+        if "application/vnd.jupyter.widget-view+json" in output.get("data", {}):
+            return True
+        if output.get("output_type") == "stream" and re.search(r"\d%\|", output.get("text", "")):
+            return True
+    return False
+
+
+def report(lessons: list[Path], mode: str, cache: Path, target: Path) -> list[str]:
+    """Print each lesson's run time and longest cells, the cells over 10 s without a progress bar, and every
+    claim the run did not show (``course_machinery.claims``); write the same to ``target`` (JSON).
+
+    Returns:
+        The claims not shown, as ``"NN_name.ipynb cell K: claim"`` lines (none on a clean full build).
+    """
+    import json
+
+    from course_machinery.claims import claims_in
+
+    rows, unshown, checked, lines = {}, [], 0, [f"runs of this build ({mode} mode, from the cache):"]
+    for path in lessons:
+        record = notebook_cache.run_record(path, cache)
+        if record is None:
+            lines.append(f"  {path.name}: not in the cache (the build failed to run it)")
+            continue
+        cells = {int(k): v for k, v in record.get("cell_seconds", {}).items()}
+        nb = record["nb"]
+        longest = sorted(cells.items(), key=lambda kv: -kv[1])[:3]
+        slow = [k for k, s in cells.items() if s > 10 and not _has_bar(nb.cells[k])]
+        claims = claims_in(nb)
+        checked += len(claims)
+        unshown += [f"{path.name} cell {k}: {claim}" for k, claim, held in claims if held is False]
+        rows[path.name] = {
+            "seconds": round(record.get("execution_seconds", 0.0)),
+            "longest": [{"cell": k, "seconds": s} for k, s in longest],
+            "over_10_s_without_bar": slow,
+            "claims": len(claims),
+        }
+        cells_text = (
+            ", ".join(f"cell {k} {s:.0f} s" for k, s in longest)
+            or "no cell times (run before they were kept)"
+        )
+        lines.append(f"  {path.name}: {rows[path.name]['seconds']} s; longest: {cells_text}")
+        if slow:
+            lines.append(f"    cells over 10 s without a progress bar: {', '.join(map(str, slow))}")
+    if mode == "smoke":
+        lines.append(f"claims: {checked} in the lessons, not judged in smoke mode")
+    else:
+        lines.append(
+            f"claims checked by the runs: {checked}; not shown by this run: {len(unshown) or 'none'}"
+        )
+        lines += [f"  NOT SHOWN: {line}" for line in unshown]
+    print("\n".join(lines))
+    target.write_text(json.dumps({"mode": mode, "lessons": rows, "not_shown": unshown}, indent=1) + "\n")
+    return unshown
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -102,6 +102,40 @@ def cached(path: Path, cache: Path) -> bool:
         return False
 
 
+def cell_seconds(nb: nbformat.NotebookNode) -> dict[str, float]:
+    """Seconds each code cell ran (``{"cell index": seconds}``), from the time stamps nbclient's ``record_timing``
+    put in the cells' metadata; the time stamps are removed, so the notebook is cached as it was given."""
+    from datetime import datetime
+
+    found = {}
+    for index, cell in enumerate(nb.cells):
+        stamps = cell.get("metadata", {}).pop("execution", None)
+        if cell.cell_type != "code" or not stamps:
+            continue
+        began, ended = stamps.get("iopub.execute_input"), stamps.get("shell.execute_reply")
+        if began and ended:
+            took = datetime.fromisoformat(ended.replace("Z", "+00:00")) - datetime.fromisoformat(
+                began.replace("Z", "+00:00")
+            )
+            found[str(index)] = round(took.total_seconds(), 2)
+    return found
+
+
+def run_record(path: Path, cache: Path) -> dict | None:
+    """What the cache keeps about the run of the notebook at ``path`` as it is now: ``execution_seconds``,
+    ``cell_seconds`` (from runs made by :func:`execute`) and the executed notebook (``nb``); None when not cached."""
+    from jupyter_cache import get_cache
+
+    store = get_cache(cache)
+    try:
+        record = store.match_cache_notebook(nbformat.read(path, as_version=4))
+    except KeyError:
+        return None
+    if record is None:
+        return None
+    return {**record.data, "nb": store.get_cache_bundle(record.pk).nb}
+
+
 def execute(path: Path, mode: str, cwd: Path) -> tuple[nbformat.NotebookNode, float, bool]:
     """The notebook at ``path`` with outputs: from the cache when its code cells ran before, else run now.
 
@@ -136,7 +170,9 @@ def execute(path: Path, mode: str, cwd: Path) -> tuple[nbformat.NotebookNode, fl
     os.environ.setdefault("JUPYTER_PREFER_ENV_PATH", "1")  # this environment's kernel, not a user's
     try:
         start = time.monotonic()
-        result = single_nb_execution(nb, cwd=str(cwd), timeout=CELL_TIMEOUT, allow_errors=False)
+        result = single_nb_execution(
+            nb, cwd=str(cwd), timeout=CELL_TIMEOUT, allow_errors=False, record_timing=True
+        )
         seconds = time.monotonic() - start
     finally:
         if previous is None:
@@ -145,8 +181,11 @@ def execute(path: Path, mode: str, cwd: Path) -> tuple[nbformat.NotebookNode, fl
             os.environ["COURSE_SMOKE"] = previous
     if result.err is not None:
         raise RuntimeError(f"{path.name} failed in {mode} mode:\n{result.exc_string}")
+    cells = cell_seconds(
+        nb
+    )  # also removes nbclient's time stamps: the cache matches cells by their metadata too
     cache.cache_notebook_bundle(
-        CacheBundleIn(nb, str(path), data={"execution_seconds": seconds}),
+        CacheBundleIn(nb, str(path), data={"execution_seconds": seconds, "cell_seconds": cells}),
         check_validity=False,
         overwrite=True,
     )
