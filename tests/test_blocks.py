@@ -1,5 +1,5 @@
-"""Lesson 06's own code (MLP, ResidualBlock, SmallResNet, make_net, shift_images: the notebook's lesson-code
-cells)."""
+"""The lessons' own code for CNN blocks: notebook 06's MLP and shift_images, notebook 07's ResidualBlock, SmallResNet
+and make_net (the notebooks' lesson-code cells)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from torch import nn
 import course_utils as cu
 from course_machinery.lessons import NOTEBOOKS, lesson_code
 
-ns = lesson_code("06")  # what notebook 06's lesson-code cells define, as the learner's notebook defines it
+ns06 = lesson_code("06")  # what notebook 06's lesson-code cells define, as the learner's notebook defines it
+ns = lesson_code("07")  # notebook 07's: the residual block and the networks built from it
 
 
 def _conv_count(model: nn.Module, kernel: int) -> int:
@@ -25,10 +26,10 @@ def _conv_count(model: nn.Module, kernel: int) -> int:
 # Models
 # ---------------------------------------------------------------------------------------------------------
 def test_mlp_shapes_parameters_and_a_clear_error_for_another_size():
-    model = ns.MLP(hidden=(256, 128))
+    model = ns06.MLP(hidden=(256, 128))
     assert model(torch.zeros(5, 1, 28, 28)).shape == (5, 10)
     assert cu.count_parameters(model) == 784 * 256 + 256 + 256 * 128 + 128 + 128 * 10 + 10
-    assert cu.count_parameters(ns.MLP(hidden=())) == 784 * 10 + 10  # a linear classifier
+    assert cu.count_parameters(ns06.MLP(hidden=())) == 784 * 10 + 10  # a linear classifier
     with pytest.raises(ValueError, match=r"expects images of shape \(batch, 1, 28, 28\).*image_size"):
         model(torch.zeros(5, 1, 56, 56))
 
@@ -100,17 +101,17 @@ def test_gradient_reaches_the_first_layer_of_a_deep_residual_network():
 
 def test_shift_images_moves_pixels_and_fills_the_border():
     images = torch.arange(16.0).view(1, 1, 4, 4)
-    right = ns.shift_images(images, 1, 0, fill=-1.0)
+    right = ns06.shift_images(images, 1, 0, fill=-1.0)
     assert torch.equal(right[0, 0, :, 1:], images[0, 0, :, :3]) and torch.all(right[0, 0, :, 0] == -1)
-    up = ns.shift_images(images, 0, -2)
+    up = ns06.shift_images(images, 0, -2)
     assert torch.equal(up[0, 0, :2], images[0, 0, 2:]) and torch.all(up[0, 0, 2:] == 0)
-    assert torch.equal(ns.shift_images(images, 0, 0), images)
+    assert torch.equal(ns06.shift_images(images, 0, 0), images)
     with pytest.raises(ValueError, match="out of the frame"):
-        ns.shift_images(images, 4, 0)
+        ns06.shift_images(images, 4, 0)
 
 
 def test_the_lessons_residual_block_comes_after_the_exercise_it_answers():
-    (path,) = NOTEBOOKS.glob("06_*.ipynb")
+    (path,) = NOTEBOOKS.glob("07_*.ipynb")
     code = [
         ("".join(c["source"]), "lesson-code" in c["metadata"].get("tags", []))
         for c in json.loads(path.read_text(encoding="utf-8"))["cells"]
@@ -120,20 +121,29 @@ def test_the_lessons_residual_block_comes_after_the_exercise_it_answers():
     defines = [i for i, (source, tagged) in enumerate(code) if tagged and "class ResidualBlock" in source]
     assert len(defines) == 1 and defines[0] > exercise  # the reference block follows the exercise
     assert not any("ResidualBlock" in source for source, _ in code[:exercise])  # nothing before it answers it
-    # No lesson code depends on the learner's answer: the notebook runs whether or not it is solved.
-    assert not any("MyBlock" in source for source, tagged in code if tagged)
+    # The same for the network: the lesson's SmallResNet follows the exercise that assembles one.
+    network = next(i for i, (source, _) in enumerate(code) if "class MyResNet" in source)
+    defines = [i for i, (source, tagged) in enumerate(code) if tagged and "class SmallResNet" in source]
+    assert len(defines) == 1 and defines[0] > network
+    assert not any("SmallResNet(" in source for source, _ in code[:network])
+    # No lesson code depends on the learner's answers: the notebook runs whether or not they are solved.
+    assert not any(
+        name in source for source, tagged in code if tagged for name in ("MyBlock", "MyResNet", "GapCNN")
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------
-# The lesson's exercise checks (course_machinery/checks/lesson06.py) are tested in test_exercises_06.py.
+# The lessons' exercise checks (course_machinery/checks/lesson06.py, lesson07.py) are tested in
+# test_exercises_06.py and test_exercises_07.py.
 # ---------------------------------------------------------------------------------------------------------
 def test_the_lessons_own_classes_do_not_pass_the_exercises_that_ask_for_them():
     from support.exercises import rejected
 
-    from course_machinery.checks import lesson06
+    from course_machinery.checks import lesson07
 
-    rejected(lesson06.residual_block, ns.ResidualBlock)
-    rejected(lesson06.my_resnet, ns.SmallResNet, ns.ResidualBlock)
+    rejected(lesson07.residual_block, ns.ResidualBlock)
+    rejected(lesson07.my_resnet, ns.SmallResNet, ns.ResidualBlock)
+    rejected(lesson07.gap_cnn, ns.SmallResNet)
 
 
 @pytest.mark.realdata

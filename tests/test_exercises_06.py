@@ -1,12 +1,14 @@
-"""Lesson 06's exercise checks: each accepts the notebook's solution, refuses the placeholder and refuses cheating."""
+"""Lesson 06's exercise checks: each accepts the notebook's solution, refuses the student edition's placeholder and
+refuses cheating."""
 
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
-from support.exercises import accepted, rejected
+from support.exercises import accepted, in_ipython, rejected
 from torch import nn
 
 import course_utils as cu
@@ -15,45 +17,237 @@ from course_machinery.lessons import NOTEBOOKS, lesson_code
 from course_machinery.standins import rendered_digits
 from course_utils.data import TensorLoader
 
-ns = lesson_code("06")  # the lesson's own ResidualBlock and SmallResNet
+ns = lesson_code("06")  # the lesson's own MLP
 _NOTEBOOK_LOAD_DATA = checks._notebook_load_data
+SOLUTION = re.compile(r"^([ \t]*)### BEGIN SOLUTION\n.*?^[ \t]*### END SOLUTION[ \t]*$", re.M | re.S)
+SETUP = (
+    "from course_machinery.checks import lesson06 as checks\nfrom course_machinery.lessons import lesson_code\n"
+    "import course_utils as cu\nMLP = lesson_code('06').MLP"
+)
 
 
-def _solution(grade_id: str, **names: object) -> dict:
-    """Run the notebook's answer cell ``grade_id`` (solution included) with ``names``; return what it defines."""
+def _answer_source(grade_id: str, *, student: bool = False) -> str:
+    """The notebook's answer cell ``grade_id``: as stored (teacher), or as nbgrader hands it out (student)."""
     (path,) = NOTEBOOKS.glob("06_*.ipynb")
     cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
     (source,) = [
         "".join(c["source"]) for c in cells if c["metadata"].get("nbgrader", {}).get("grade_id") == grade_id
     ]
-    namespace = {"torch": torch, "nn": nn, "cu": cu, "SmallResNet": ns.SmallResNet, **names}
-    exec(source, namespace)
+    if student:
+        source = SOLUTION.sub(lambda m: f"{m.group(1)}# YOUR CODE HERE\n{m.group(1)}...", source)
+        assert "BEGIN SOLUTION" not in source
+    return source
+
+
+def _solution(grade_id: str, *, student: bool = False, **names: object) -> dict:
+    """Run the notebook's answer cell ``grade_id`` with ``names``; return what it defines."""
+    namespace = {"torch": torch, "nn": nn, "cu": cu, **names}
+    exec(_answer_source(grade_id, student=student), namespace)
     return namespace
 
 
-@pytest.fixture(scope="module")
-def block_cls() -> type:
-    return _solution("06-e2-answer")["MyBlock"]
-
-
-@pytest.fixture(scope="module")
-def net_cls(block_cls: type) -> type:
-    return _solution("06-e3-answer", MyBlock=block_cls)["MyResNet"]
+@pytest.fixture(autouse=True)
+def _fresh_kernel(monkeypatch):
+    """Each test a new kernel: no wrong counts remembered from another test."""
+    monkeypatch.setattr(checks, "_WRONG_COUNTS", {})
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Exercise 1: bottleneck_ratio(channels, reduced)
+# Exercise 1: predict MLP(hidden=(256, 128))'s parameters
 # ---------------------------------------------------------------------------------------------------------
+MLP_PARAMS = 784 * 256 + 256 + 256 * 128 + 128 + 128 * 10 + 10
+
+
 def test_06_e1_solution_accepted_placeholder_rejected():
-    accepted(checks.bottleneck_ratio, _solution("06-e1-answer")["bottleneck_ratio"])
+    assert cu.count_parameters(ns.MLP(hidden=(256, 128))) == MLP_PARAMS  # the check's count is the lesson's
+    solution = _solution("06-e1-answer")["mlp_params"]
+    accepted(checks.mlp_parameters, solution)
+    assert "no answer yet" in rejected(
+        checks.mlp_parameters, _solution("06-e1-answer", student=True)["mlp_params"]
+    )
+    said = in_ipython(SETUP, _answer_source("06-e1-answer"), "checks.mlp_parameters(mlp_params)")
+    assert said.startswith("✅"), said  # arithmetic typed by hand is a prediction
 
-    def skeleton(channels, reduced): ...
 
-    assert "no answer yet" in rejected(checks.bottleneck_ratio, skeleton)
-    rejected(checks.bottleneck_ratio, None)
+@pytest.mark.parametrize(
+    ("wrong", "says"),
+    [
+        (MLP_PARAMS - 394, "biases"),  # no biases at all
+        (MLP_PARAMS - 1290, "a whole layer is missing"),  # the output layer left out
+        (MLP_PARAMS - 128, "one layer's biases"),
+        (MLP_PARAMS + 774, "not one per input"),  # a bias per input unit
+        (MLP_PARAMS + 784, "the input pixels"),
+        (MLP_PARAMS - 256 - 10, "one layer's biases"),  # two layers' biases left out
+        (MLP_PARAMS + 5000, "too many"),
+        (MLP_PARAMS - 20_000, "about 9% too few"),
+    ],
+)
+def test_06_e1_wrong_counts_say_the_mistake_and_how_far_off_not_the_answer(wrong, says):
+    line = rejected(checks.mlp_parameters, wrong)
+    assert says in line and "235,146" not in line and "235146" not in line
+
+
+def test_06_e1_only_whole_numbers():
+    assert "whole number" in rejected(checks.mlp_parameters, MLP_PARAMS + 0.5)
+    assert "single number" in rejected(checks.mlp_parameters, [MLP_PARAMS])
+    accepted(checks.mlp_parameters, float(MLP_PARAMS))
 
 
 def test_cheat_06_e1():
+    # Counting the lesson's model, or building the layers, is measuring, not predicting: refused though right.
+    for computed in (
+        "mlp_params = cu.count_parameters(MLP(hidden=(256, 128)))",
+        "mlp_params = sum(p.numel() for p in MLP(hidden=(256, 128)).parameters())",
+        "sizes = [784, 256, 128, 10]\nmlp_params = sum(a * b + b for a, b in zip(sizes, sizes[1:]))",
+    ):
+        said = in_ipython(SETUP, computed, "checks.mlp_parameters(mlp_params)")
+        assert said.startswith("❌") and "type `mlp_params`" in said, said
+    assert (
+        checks.mlp_parameters(MLP_PARAMS, source="mlp_params = cu.count_parameters(MLP())") is checks.NOT_YET
+    )
+    rejected(checks.mlp_parameters, str(MLP_PARAMS))  # a string is not a number
+    # A loop that narrows the answer down by "how far off": after a few wrong counts, no more per cent.
+    lines = [
+        rejected(checks.mlp_parameters, guess) for guess in (0, 100_000, 200_000, 250_000, 240_000, 236_000)
+    ]
+    assert "%" in lines[0] and all("%" not in line for line in lines[checks._ROUGH_HINTS :])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Exercise 2: FlatNet, repaired
+# ---------------------------------------------------------------------------------------------------------
+class _Base(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(28 * 28, 10)
+
+
+class _NoShapeInMessage(_Base):
+    def forward(self, x):
+        if x.ndim != 4 or tuple(x.shape[1:]) != (1, 28, 28):
+            raise ValueError("wrong input shape")
+        return self.fc(torch.flatten(x, 1))
+
+
+class _TypeError(_Base):
+    def forward(self, x):
+        if x.ndim != 4 or tuple(x.shape[1:]) != (1, 28, 28):
+            raise TypeError(f"expected (batch, 1, 28, 28), got {tuple(x.shape)}")
+        return self.fc(torch.flatten(x, 1))
+
+
+class _ChannelsOnly(_Base):  # a grey 14x56 batch still passes
+    def forward(self, x):
+        if x.ndim != 4 or x.shape[1] != 1:
+            raise ValueError(f"expected (batch, 1, 28, 28), got {tuple(x.shape)}")
+        return self.fc(x.reshape(x.shape[0], -1))
+
+
+class _LastThree(_Base):  # checks the last three sides: an image without its batch dimension passes
+    def forward(self, x):
+        if tuple(x.shape[-3:]) != (1, 28, 28):
+            raise ValueError(f"expected (batch, 1, 28, 28), got {tuple(x.shape)}")
+        return self.fc(torch.flatten(x, -3))
+
+
+class _NewLayer(_Base):  # the right shape check, but another layer's scores
+    def forward(self, x):
+        if x.ndim != 4 or tuple(x.shape[1:]) != (1, 28, 28):
+            raise ValueError(f"expected (batch, 1, 28, 28), got {tuple(x.shape)}")
+        return nn.Linear(784, 10)(torch.flatten(x, 1))
+
+
+class _Transposed(_Base):  # flattens each image column by column
+    def forward(self, x):
+        if x.ndim != 4 or tuple(x.shape[1:]) != (1, 28, 28):
+            raise ValueError(f"expected (batch, 1, 28, 28), got {tuple(x.shape)}")
+        return self.fc(x.transpose(2, 3).flatten(1))
+
+
+def test_06_e2_solution_accepted_placeholder_rejected():
+    accepted(checks.flat_net, _solution("06-e2-answer")["FlatNet"])
+    broken = _solution("06-e2-answer", student=True)[
+        "FlatNet"
+    ]  # the student edition: the source's view(-1, 784)
+    assert "view(-1, 784)" in rejected(checks.flat_net, broken)
+    assert "no answer yet" in rejected(checks.flat_net, None)
+    assert "not an instance" in rejected(checks.flat_net, broken())
+
+
+@pytest.mark.parametrize(
+    ("wrong", "says"),
+    [
+        (_NoShapeInMessage, "its message should say"),
+        (_TypeError, "raised TypeError"),
+        (_ChannelsOnly, "(4, 1, 14, 56)"),
+        (_LastThree, "(1, 28, 28)"),
+        (_NewLayer, "its own layer fc"),
+        (_Transposed, "its own layer fc"),
+    ],
+)
+def test_06_e2_wrong_repairs_get_a_hint(wrong, says):
+    assert says in rejected(checks.flat_net, wrong)
+
+
+def test_06_e2_the_message_may_name_the_shapes_its_own_way():
+    class SizeInMessage(_Base):
+        def forward(self, x):
+            if x.ndim != 4 or x.shape[1:] != (1, 28, 28):
+                raise ValueError(f"FlatNet takes batches of 1x28x28 images; this batch is {x.shape}")
+            return self.fc(x.flatten(1))
+
+    accepted(checks.flat_net, SizeInMessage)
+
+
+def test_cheat_06_e2():
+    class AlwaysRaises(_Base):  # refuses everything: the wrong shapes too, but also every grey batch
+        def forward(self, x):
+            raise ValueError(f"FlatNet expects (batch, 1, 28, 28), got {tuple(x.shape)}")
+
+    assert "should accept" in rejected(checks.flat_net, AlwaysRaises)
+
+    class RuntimeFromView(_Base):  # lets view's own error speak where the count does not divide by 784
+        def forward(self, x):
+            if x.shape[0] * 784 != x.numel():
+                raise RuntimeError(f"expected (batch, 1, 28, 28), got {tuple(x.shape)}")
+            return self.fc(x.view(-1, 784))
+
+    rejected(checks.flat_net, RuntimeFromView)
+
+    class OnlyTheVisibleShapes(_Base):  # refuses exactly the shapes the visible check tries
+        def forward(self, x):
+            if tuple(x.shape) in checks._WRONG_BATCHES:
+                raise ValueError(f"expected (batch, 1, 28, 28), got {tuple(x.shape)}")
+            return self.fc(x.view(-1, 784))
+
+    assert checks.flat_net(OnlyTheVisibleShapes)  # the visible shapes are fixed; grading tries others
+    with pytest.raises(AssertionError):
+        checks.grade(checks.flat_net, OnlyTheVisibleShapes)
+
+    class ChangesItsLayer(_Base):  # zeroes its layer, then returns zeros: the scores of a layer it broke
+        def forward(self, x):
+            if x.ndim != 4 or tuple(x.shape[1:]) != (1, 28, 28):
+                raise ValueError(f"expected (batch, 1, 28, 28), got {tuple(x.shape)}")
+            with torch.no_grad():
+                self.fc.weight.zero_()
+                self.fc.bias.zero_()
+            return torch.zeros(x.shape[0], 10)
+
+    assert "changes the weights" in rejected(checks.flat_net, ChangesItsLayer)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Exercise 3: bottleneck_ratio(channels, reduced)
+# ---------------------------------------------------------------------------------------------------------
+def test_06_e3_solution_accepted_placeholder_rejected():
+    accepted(checks.bottleneck_ratio, _solution("06-e3-answer")["bottleneck_ratio"])
+    assert "no answer yet" in rejected(
+        checks.bottleneck_ratio, _solution("06-e3-answer", student=True)["bottleneck_ratio"]
+    )
+    rejected(checks.bottleneck_ratio, None)
+
+
+def test_cheat_06_e3():
     printed = 589_824 / 69_632  # the notebook's case, copied as a number
     assert "not the ratio" in rejected(checks.bottleneck_ratio, lambda channels, reduced: printed)
 
@@ -79,7 +273,7 @@ def test_cheat_06_e1():
     rejected(checks.bottleneck_ratio, forgets_a_1x1)
 
 
-def test_cheat_06_e1_switching_off_and_tables():
+def test_cheat_06_e3_switching_off_and_tables():
     import sys
 
     def switch_off(channels, reduced):
@@ -89,7 +283,7 @@ def test_cheat_06_e1_switching_off_and_tables():
         )
 
     assert "sys.setprofile" in rejected(checks.bottleneck_ratio, switch_off)
-    right, table = _solution("06-e1-answer")["bottleneck_ratio"], {}
+    right, table = _solution("06-e3-answer")["bottleneck_ratio"], {}
 
     def remember(channels, reduced):
         table[(channels, reduced)] = right(channels, reduced)
@@ -101,207 +295,6 @@ def test_cheat_06_e1_switching_off_and_tables():
     assert checks.bottleneck_ratio(lookup)  # the visible pairs are fixed
     with pytest.raises(AssertionError):
         checks.grade(checks.bottleneck_ratio, lookup)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Exercise 2: MyBlock
-# ---------------------------------------------------------------------------------------------------------
-class _Skeleton(nn.Module):  # the exercise cell as the student edition has it
-    def __init__(self, in_channels, out_channels, stride=1):
-        super().__init__()
-        ...
-
-    def forward(self, x): ...
-
-
-def test_06_e2_solution_accepted_placeholder_rejected(block_cls):
-    accepted(checks.residual_block, block_cls)
-    assert "no answer yet" in rejected(checks.residual_block, _Skeleton)
-    rejected(checks.residual_block, None)
-
-
-def test_cheat_06_e2(block_cls):
-    assert "not the lesson's ResidualBlock" in rejected(
-        checks.residual_block, ns.ResidualBlock
-    )  # MyBlock = ...
-
-    class Sub(ns.ResidualBlock):
-        pass
-
-    rejected(checks.residual_block, Sub)
-
-    # A copy of the lesson's code under another name (as a learner would paste it): refused by its code.
-    copied = type("MyBlock", (nn.Module,), dict(ns.ResidualBlock.__dict__))
-    assert "copy of its code" in rejected(checks.residual_block, copied)
-
-    class Wrapper(nn.Module):
-        def __init__(self, cin, cout, stride=1):
-            super().__init__()
-            self.inner = ns.ResidualBlock(cin, cout, stride)
-
-        def forward(self, x):
-            return self.inner(x)
-
-    assert "yourself" in rejected(checks.residual_block, Wrapper)
-
-    from torchvision.models.resnet import BasicBlock
-
-    class TorchvisionWrapper(nn.Module):  # torchvision's block, with a 1x1 projection where the shape changes
-        def __init__(self, cin, cout, stride=1):
-            super().__init__()
-            down = None
-            if cin != cout or stride != 1:
-                down = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
-            self.inner = BasicBlock(cin, cout, stride, downsample=down)
-
-        def forward(self, x):
-            return self.inner(x)
-
-    assert "yourself" in rejected(checks.residual_block, TorchvisionWrapper)
-
-    class Transplant(nn.Module):  # the lesson's block built, its layers moved in, its forward borrowed
-        def __init__(self, cin, cout, stride=1):
-            super().__init__()
-            self._modules.update(ns.ResidualBlock(cin, cout, stride)._modules)
-
-        def forward(self, x):
-            return ns.ResidualBlock.forward(self, x)
-
-    assert "yourself" in rejected(checks.residual_block, Transplant)
-    assert "not an instance" in rejected(checks.residual_block, block_cls(8, 8))
-
-
-class _ReluBeforeSum(nn.Module):
-    """relu(F(x)) + x, then relu: the branch can only add."""
-
-    def __init__(self, cin, cout, stride=1):
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(cout)
-        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(cout)
-        changes = cin != cout or stride != 1
-        self.shortcut = (
-            nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
-            if changes
-            else nn.Identity()
-        )
-
-    def forward(self, x):
-        out = torch.relu(self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x))))))
-        return torch.relu(out + self.shortcut(x))
-
-
-class _AlwaysProjects(_ReluBeforeSum):
-    def __init__(self, cin, cout, stride=1):
-        super().__init__(cin, cout, stride)
-        self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
-
-    def forward(self, x):
-        return torch.relu(self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x))))) + self.shortcut(x))
-
-
-class _StrideOnlyInBranch(_AlwaysProjects):  # the projection forgets the stride
-    def __init__(self, cin, cout, stride=1):
-        super().__init__(cin, cout, stride)
-        if cin == cout and stride == 1:
-            self.shortcut = nn.Identity()
-        else:
-            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout))
-
-
-@pytest.mark.parametrize(
-    ("wrong", "says"),
-    [
-        (_ReluBeforeSum, "never gives less"),
-        (_AlwaysProjects, "should be the identity"),
-        (_StrideOnlyInBranch, "project it"),
-    ],
-)
-def test_06_e2_wrong_blocks_get_a_hint_without_the_expected_shape(wrong, says):
-    line = rejected(checks.residual_block, wrong)
-    assert says in line and "5x5" not in line
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Exercise 3: MyResNet
-# ---------------------------------------------------------------------------------------------------------
-def test_06_e3_solution_accepted_placeholder_rejected(net_cls, block_cls):
-    accepted(checks.my_resnet, net_cls, block_cls)
-
-    class Skeleton(nn.Module):
-        def __init__(self, widths=(32, 64, 128), num_classes=10, in_channels=1):
-            super().__init__()
-            ...
-
-        def forward(self, x): ...
-
-    assert "no answer yet" in rejected(checks.my_resnet, Skeleton, block_cls)
-    rejected(checks.my_resnet, None, block_cls)
-    assert "finish exercise 2" in rejected(checks.my_resnet, net_cls, _Skeleton)
-
-
-def test_cheat_06_e3(net_cls, block_cls):
-    assert "not the lesson's SmallResNet" in rejected(checks.my_resnet, ns.SmallResNet, block_cls)
-
-    def zero_init_small_resnet(widths=(32, 64, 128), num_classes=10, in_channels=1):  # the lesson's, patched
-        model = ns.SmallResNet(widths, num_classes=num_classes, in_channels=in_channels)
-        for m in model.modules():
-            if isinstance(m, ns.ResidualBlock):
-                nn.init.zeros_(m.bn2.weight)
-        return model
-
-    assert "not from the lesson's" in rejected(checks.my_resnet, zero_init_small_resnet, block_cls)
-
-    class Sub(ns.SmallResNet):
-        pass
-
-    rejected(checks.my_resnet, Sub, block_cls)
-    assert "own MyBlock" in rejected(checks.my_resnet, net_cls, ns.ResidualBlock)
-
-    class NoZeroInit(net_cls):  # the right layout, every block starting as a random function
-        def __init__(self, **kwargs):
-            super().__init__(**kwargs)
-            for block in self.stages:
-                nn.init.ones_(block.bn2.weight)
-
-    assert "does not return its input" in rejected(checks.my_resnet, NoZeroInit, block_cls)
-
-    class ZeroConvInstead(NoZeroInit):  # zeroes conv2's weights: the identity now, but not by the BN scale
-        def __init__(self, **kwargs):
-            super().__init__(**kwargs)
-            for block in self.stages:
-                nn.init.zeros_(block.conv2.weight)
-
-    assert "new random weights" in rejected(checks.my_resnet, ZeroConvInstead, block_cls)
-
-    class Frozen(net_cls):  # the zeroed scales can never move
-        def __init__(self, **kwargs):
-            super().__init__(**kwargs)
-            for block in self.stages:
-                block.bn2.weight.requires_grad_(False)
-
-    assert "frozen" in rejected(checks.my_resnet, Frozen, block_cls)
-
-    class FlattenHead(net_cls):  # flatten instead of global average pooling: one image size only
-        def forward(self, x):
-            return self.classifier(self.stages(self.stem(x)).flatten(1))
-
-    assert "failed on images" in rejected(checks.my_resnet, FlattenHead, block_cls)
-
-
-def test_cheat_06_e3_transplants(block_cls):
-    class Transplant(nn.Module):  # the lesson's network built, its layers moved in, its forward borrowed
-        def __init__(self, widths=(32, 64, 128), num_classes=10, in_channels=1):
-            super().__init__()
-            ref = ns.SmallResNet(widths, num_classes=num_classes, in_channels=in_channels)
-            self._modules.update(ref._modules)
-            self.mine = nn.ModuleList(block_cls(w, w) for w in widths)  # three MyBlocks, never run
-
-        def forward(self, x):
-            return ns.SmallResNet.forward(self, x)
-
-    assert "not from the lesson's" in rejected(checks.my_resnet, Transplant, block_cls)
 
 
 # ---------------------------------------------------------------------------------------------------------

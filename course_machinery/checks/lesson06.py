@@ -1,9 +1,8 @@
-"""Checks for notebook 06's exercises: the bottleneck's saving, a residual block, a small ResNet that starts as the
-identity, and a network trained to a target accuracy within a time budget.
+"""Checks for notebook 06's exercises: a dense network's size, a dense network that refuses a wrong shape, the
+bottleneck's saving, and a network trained to a target accuracy within a time budget.
 
 Each check prints one ✅ line or one ❌ hint and returns a Verdict; ``hidden=True`` (through ``grade``) tries more
-inputs. The lesson's own ``ResidualBlock`` and ``SmallResNet`` come after the exercises that ask for them; the
-checks refuse them (the class itself, a subclass, a copy of its code, or an instance of it inside the answer).
+inputs. A prediction is accepted only as a value typed in (``typed_as_literal``), never one computed by code.
 """
 
 from __future__ import annotations
@@ -11,9 +10,10 @@ from __future__ import annotations
 import ast
 import contextlib
 import copy
+import itertools
 import math
 import random
-import sys
+import re
 import time
 import types
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -26,18 +26,26 @@ from torch import nn
 from course_utils import evaluate, train_one_epoch
 from course_utils._models import count_parameters
 
-from ._feedback import NOT_YET, Verdict, failed, grade, number, passed, raised, same, unanswered, watch_calls
+from ._feedback import (
+    NOT_YET,
+    Verdict,
+    failed,
+    grade,
+    invoke,
+    number,
+    passed,
+    raised,
+    same,
+    typed_as_literal,
+    unanswered,
+    watch_calls,
+)
 
-__all__ = ["grade", "bottleneck_ratio", "residual_block", "my_resnet", "time_to_accuracy"]
-
-_REFERENCES = (
-    "ResidualBlock",
-    "SmallResNet",
-)  # the lesson's classes, shown after the exercises that build them
+__all__ = ["grade", "mlp_parameters", "flat_net", "bottleneck_ratio", "time_to_accuracy"]
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Helpers: recognising the lesson's own classes, skeletons, one-line errors
+# Helpers: one-line errors, code that does the same, the learner's random state left alone
 # ---------------------------------------------------------------------------------------------------------
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
@@ -45,93 +53,9 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _code_key(code: types.CodeType) -> tuple:
-    """What a function's code does, without its names of locals or line numbers: a copied method has the same."""
+    """What a function's code does, without its names of locals or line numbers: a copied function has the same."""
     consts = tuple(_code_key(c) if isinstance(c, types.CodeType) else repr(c) for c in code.co_consts)
     return (code.co_code, code.co_names, consts)
-
-
-def _method_keys(cls: type) -> set[tuple]:
-    keys = set()
-    for name in ("__init__", "forward"):
-        function = cls.__dict__.get(name)
-        code = getattr(function, "__code__", None)
-        if code is not None:
-            keys.add((name, _code_key(code)))
-    return keys
-
-
-def _reference_classes() -> list[type]:
-    """The lesson's ResidualBlock and SmallResNet: as the running notebook defines them, and as the lesson stores them."""
-    found: list[type] = []
-    namespaces: list[dict] = []
-    try:
-        namespaces.append(get_ipython().user_ns)  # type: ignore[name-defined]  # noqa: F821
-    except NameError:
-        pass
-    main = sys.modules.get("__main__")
-    if main is not None:
-        namespaces.append(vars(main))
-    try:
-        from course_machinery.lessons import lesson_code
-
-        namespaces.append(vars(lesson_code("06")))
-    except Exception:  # the notebook is not at hand (an installed copy): the kernel's names are enough
-        pass
-    for namespace in namespaces:
-        for name in _REFERENCES:
-            value = namespace.get(name)
-            if isinstance(value, type) and value not in found:
-                found.append(value)
-    return found + [cls for cls in _library_blocks() if cls not in found]
-
-
-def _library_blocks() -> list[type]:
-    """torchvision's ResNet blocks and network: a wrapper around them is no block of one's own either."""
-    try:
-        from torchvision.models import resnet
-    except Exception:  # torchvision missing: nothing of it to refuse
-        return []
-    return [resnet.BasicBlock, resnet.Bottleneck, resnet.ResNet]
-
-
-def _reference_methods(references: Sequence[type]) -> dict[str, Any]:
-    """The reference classes' __init__ and forward, for ``watch_calls``: seen by their code object however the
-    answer reaches them (``ResidualBlock.forward(self, x)`` in a transplant, an instance built and discarded)."""
-    methods: dict[str, Any] = {}
-    for cls in references:
-        for name in ("__init__", "forward", "_forward_impl"):
-            function = cls.__dict__.get(name)
-            if getattr(function, "__code__", None) is not None:
-                methods[f"{cls.__name__}.{name}"] = function
-    return methods
-
-
-def _is_reference(cls: Any, references: Sequence[type]) -> bool:
-    """Whether ``cls`` is one of the lesson's classes, a subclass of one, or a class with a method copied from one."""
-    if not isinstance(cls, type):
-        return False
-    keys = [_method_keys(ref) for ref in references]
-    for klass in cls.__mro__:
-        if klass in references:
-            return True
-        mine = _method_keys(klass)
-        if mine and any(mine & theirs for theirs in keys):
-            return True
-    return any(issubclass(cls, ref) for ref in references)
-
-
-def _uses_reference(module: nn.Module, references: Sequence[type]) -> bool:
-    return any(_is_reference(type(m), references) for m in module.modules())
-
-
-def _returns_none(build: Callable[[], Any], shape: tuple[int, ...]) -> bool:
-    """Whether a module built by ``build`` returns None on zeros: a skeleton whose forward is still ``...``."""
-    try:
-        module = build()
-        with torch.no_grad():
-            return module.eval()(torch.zeros(shape)) is None
-    except Exception:  # reported, with more context, by the check itself
-        return False
 
 
 @contextlib.contextmanager
@@ -148,21 +72,289 @@ def _small_tensors() -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
-def _is_1x1(module: nn.Module) -> bool:
-    return isinstance(module, nn.Conv2d) and module.kernel_size == (1, 1)
-
-
-def _zero_3x3(module: nn.Module) -> None:
-    with torch.no_grad():
-        for m in module.modules():
-            if isinstance(m, nn.Conv2d) and not _is_1x1(m):
-                m.weight.zero_()
-                if m.bias is not None:
-                    m.bias.zero_()
+def _fresh_rng() -> random.Random:
+    """Draws made anew on every run (seeded by the operating system): hidden cases no table of answers covers."""
+    return random.Random(random.SystemRandom().getrandbits(64))
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Exercise 1: what a bottleneck saves
+# Predicting a count of parameters (this lesson's exercise 1; notebook 07's exercise 2 uses it too)
+# ---------------------------------------------------------------------------------------------------------
+_WRONG_COUNTS: dict[str, set[int]] = {}  # the distinct wrong counts tried in this kernel, per exercise
+_ROUGH_HINTS = 4  # beyond this many wrong counts, no more "how far off": a loop would narrow the answer down
+
+
+def _explain(delta: int, mistakes: Sequence[tuple[int, str]]) -> str | None:
+    """The usual mistake (or two of them together) that makes a count ``delta`` off, or None."""
+    for size in (1, 2):
+        for combo in itertools.combinations(mistakes, size):
+            if sum(d for d, _ in combo) == delta:
+                return "; and ".join(dict.fromkeys(hint for _, hint in combo))
+    return None
+
+
+def _count_prediction(
+    answer: Any,
+    name: str,
+    expected: Callable[[], int],
+    mistakes: Callable[[], Sequence[tuple[int, str]]],
+    idea: str,
+    praise: str,
+    source: str | None = None,
+) -> Verdict:
+    """Judge a predicted number of parameters ``answer`` (the learner's ``name``), typed as a value.
+
+    ``expected()`` and ``mistakes()`` (pairs of how far off a usual mistake makes the count, and what to say about
+    it) are computed once the answer is in. A wrong count gets the mistake that explains it, with how far off it
+    is; any other wrong count, for the first few tried, only how far off it is in per cent and in which direction.
+    """
+    if unanswered(answer):
+        return NOT_YET
+    if typed_as_literal(name, source) is False:
+        return failed(
+            f"type `{name}` as a number you worked out (arithmetic on the layer sizes is fine), not as the result "
+            "of code that builds the model or counts its parameters: the exercise asks you to work it out first."
+        )
+    value = number(answer)
+    if value is None or isinstance(answer, torch.Tensor):
+        return failed(f"`{name}` should be a single number: a count of parameters.")
+    if not math.isfinite(value) or value != int(value) or value < 0:
+        return failed("a count of parameters is a whole number, 0 or more.")
+    right, given = expected(), int(value)
+    if given == right:
+        return passed(praise)
+    delta = given - right
+    way = "too many" if delta > 0 else "too few"
+    known = _explain(delta, mistakes())
+    if known is not None:
+        return failed(f"you are off by {abs(delta):,} ({way}): {known}")
+    tried = _WRONG_COUNTS.setdefault(name, set())
+    tried.add(given)
+    if len(tried) > _ROUGH_HINTS:
+        return failed(f"not this count yet. {idea}")
+    share = abs(delta) / right
+    rough = "less than 1%" if share < 0.01 else f"about {share:.0%}"
+    return failed(f"your count is {rough} {way}. {idea}")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Exercise 1: predict the size of MLP(hidden=(256, 128))
+# ---------------------------------------------------------------------------------------------------------
+_MLP_SIZES = (
+    28 * 28,
+    256,
+    128,
+    10,
+)  # the lesson's MLP(hidden=(256, 128)): input pixels, hidden widths, classes
+
+
+def _mlp_count() -> int:
+    layers = list(itertools.pairwise(_MLP_SIZES))
+    return sum(fan_in * fan_out + fan_out for fan_in, fan_out in layers)  # weights + biases of each Linear
+
+
+def _mlp_mistakes() -> list[tuple[int, str]]:
+    layers = list(itertools.pairwise(_MLP_SIZES))
+    biases = sum(fan_out for _, fan_out in layers)
+    arrows = " → ".join(map(str, _MLP_SIZES))
+    mistakes = [
+        (-biases, "did you leave out the biases? Every Linear layer has one per output unit."),
+        (
+            sum(fan_in for fan_in, _ in layers) - biases,
+            "a Linear layer has one bias per output unit, not one per input.",
+        ),
+        (_MLP_SIZES[0], "the input pixels are no layer: they have no parameters of their own."),
+    ]
+    for fan_in, fan_out in layers:
+        mistakes += [
+            (
+                -(fan_in * fan_out + fan_out),
+                f"a whole layer is missing: count all {len(layers)} Linear layers, {arrows}.",
+            ),
+            (-fan_out, "one layer's biases are missing: every Linear layer has one per output unit."),
+            (-fan_in * fan_out, "one layer's weights are missing: a Linear layer has n_in × n_out of them."),
+        ]
+    return mistakes
+
+
+def mlp_parameters(answer: Any, *, hidden: bool = False, source: str | None = None) -> Verdict:
+    """Check the predicted number of parameters of the lesson's ``MLP(hidden=(256, 128))``, typed as a value.
+
+    A wrong count that a usual mistake explains (biases left out, a layer left out, a bias per input) is told
+    which, and by how much it is off; any other, how far off it is in per cent. A count computed by code (a
+    function, a model's parameters) is refused.
+
+    Args:
+        answer: The learner's ``mlp_params``.
+        hidden: nbgrader's hidden test (the question is the same; it judges the same way).
+        source: The code that assigned ``mlp_params`` (default: the kernel's input history).
+
+    Returns:
+        A true Verdict when the count is right and was typed as a value.
+    """
+    return _count_prediction(
+        answer,
+        "mlp_params",
+        _mlp_count,
+        _mlp_mistakes,
+        "Each Linear(n_in, n_out) has n_in × n_out weights and n_out biases; add them up for every layer.",
+        "weights and biases of all three layers. Most of them sit in the first layer, one weight per "
+        "pixel and hidden unit.",
+        source,
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Exercise 2: a dense network that refuses a wrong shape
+# ---------------------------------------------------------------------------------------------------------
+_IMAGE = (1, 28, 28)
+_GREY_BATCHES = [1, 5, 8]  # batch sizes of grey 28x28 images FlatNet must accept
+# Wrong batches: colour, grey of another size with the same 784 values per image, one image without its batch
+# dimension, images already flattened.
+_WRONG_BATCHES = [(5, 3, 28, 28), (4, 1, 14, 56), (1, 28, 28), (6, 784)]
+_WRONG_HIDDEN = [
+    (3, 4, 14, 14),  # 4 x 196 = 784 values per image
+    (2, 1, 56, 56),
+    (2, 1, 1, 28, 28),
+    (784,),
+    (1, 1, 784, 1),
+    (7, 1, 28, 27),
+    (8, 2, 28, 28),
+    (1, 28, 28, 1),
+]
+
+
+def _draw_flat_cases(rng: random.Random) -> tuple[list[int], list[tuple[int, ...]]]:
+    """Batch sizes to accept and shapes to refuse, drawn anew: other channel counts and other sides of 784 pixels."""
+    sides = [(h, 784 // h) for h in (2, 4, 7, 8, 14, 16, 49, 56, 98, 112, 196) if 784 % h == 0]
+    grey = [rng.randint(2, 64) for _ in range(2)]
+    wrong = [
+        (rng.randint(1, 9), rng.choice([2, 3, 4]), 28, 28),
+        (rng.randint(1, 9), 1, *rng.choice(sides)),
+        (rng.randint(2, 9), rng.randint(1, 3) * 784),
+    ]
+    return grey, wrong
+
+
+def _shows_shape(message: str, shape: tuple[int, ...], expected: tuple[int, ...]) -> bool:
+    """Whether an error message names the given shape and the expected one: their numbers appear, each in order
+    (``(5, 3, 28, 28)``, ``torch.Size([5, 3, 28, 28])``, ``1x28x28`` all count), at different places."""
+    numbers = [int(n) for n in re.findall(r"\d+", message)]
+
+    def places(seq: tuple[int, ...]) -> list[range]:
+        n = len(seq)
+        return [range(i, i + n) for i in range(len(numbers) - n + 1) if tuple(numbers[i : i + n]) == seq]
+
+    return any(not set(a) & set(b) for a in places(shape) for b in places(expected))
+
+
+def _flat_case_grey(net: nn.Module, batch: int) -> str | None:
+    """What is wrong with ``net`` on a grey batch of ``batch`` 28x28 images, in one sentence; None if right."""
+    x = torch.randn(batch, *_IMAGE)
+    given, weight, bias = x.clone(), net.fc.weight.detach().clone(), net.fc.bias.detach().clone()
+    with torch.no_grad():
+        out, error = invoke(lambda: net(x))
+    shape = tuple(given.shape)
+    if error is not None:
+        return (
+            f"FlatNet raised {_first_line(error)} for a batch of shape {shape}, grey 28x28 images, which it "
+            "should accept."
+        )
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (batch, 10):
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        return f"for a batch of shape {shape} FlatNet returned {got}: it should return one row of 10 scores per image."
+    if not (torch.equal(net.fc.weight, weight) and torch.equal(net.fc.bias, bias)):
+        return "FlatNet's forward changes the weights of its layer fc: it should only use them."
+    with torch.no_grad():
+        expected = F.linear(given.flatten(1), weight, bias)  # the layer fc on each flattened image
+    if not torch.allclose(out, expected, rtol=1e-4, atol=1e-5):
+        return (
+            f"for a batch of shape {shape} FlatNet's scores are not those of its own layer fc on each image's 784 "
+            "pixels: keep the layer and its weights, and flatten each image whole."
+        )
+    return None
+
+
+def _flat_case_wrong(net: nn.Module, shape: tuple[int, ...]) -> str | None:
+    """What is wrong with ``net`` on a batch of the wrong ``shape``, in one sentence; None if it raises as asked."""
+    x = torch.randn(shape)
+    with torch.no_grad():
+        out, error = invoke(lambda: net(x))
+    if error is None:
+        got = f"returned {tuple(out.shape)}" if isinstance(out, torch.Tensor) else "raised no error"
+        return (
+            f"a batch of shape {shape} is no batch of grey 28x28 images, yet FlatNet {got}. view(-1, 784) only "
+            "checks that the number of values divides by 784: check the shape of the batch before flattening, "
+            "and raise a ValueError when it is not the one FlatNet expects."
+        )
+    if not isinstance(error, ValueError):
+        return (
+            f"for a batch of shape {shape} FlatNet raised {_first_line(error)}. Check the shape before the layer "
+            "runs, and raise a ValueError that says which shape FlatNet expects and which it got."
+        )
+    if not _shows_shape(str(error), shape, _IMAGE):
+        return (
+            f"FlatNet raised a ValueError for a batch of shape {shape}, but its message should say both the shape "
+            f"it was given, {shape}, and the shape it expects: (batch, {', '.join(map(str, _IMAGE))})."
+        )
+    return None
+
+
+def flat_net(net_cls: Any, *, hidden: bool = False) -> Verdict:
+    """Check the repaired ``FlatNet``: its layer ``fc`` on each flattened image for grey ``(batch, 1, 28, 28)``
+    batches, and a ``ValueError`` naming the expected and the given shape for every other input.
+
+    Grey batches of several sizes (one image included) must give the scores of the instance's own ``fc`` on each
+    image's 784 pixels; colour batches, grey images of another size with the same 784 values, one image without
+    its batch dimension, flattened images and (hidden) more, drawn anew on every run, must raise a ValueError.
+    An answer that always raises, or raises another exception, is refused.
+
+    Args:
+        net_cls: The learner's ``FlatNet`` class.
+        hidden: Try more batch sizes and wrong shapes.
+
+    Returns:
+        A true Verdict when every batch gives the scores or the error it should.
+    """
+    if unanswered(net_cls):
+        return NOT_YET
+    if isinstance(net_cls, nn.Module) or not callable(net_cls):
+        return failed(
+            "pass the class itself (FlatNet), not an instance: the check builds networks of its own."
+        )
+    grey, wrong = list(_GREY_BATCHES), list(_WRONG_BATCHES)
+    if hidden:
+        drawn_grey, drawn_wrong = _draw_flat_cases(_fresh_rng())
+        grey += drawn_grey
+        wrong += _WRONG_HIDDEN + drawn_wrong
+    with _small_tensors():
+        net, error = invoke(net_cls)
+        if error is not None:
+            return failed(f"FlatNet() raised {_first_line(error)}; fix only its forward.")
+        fc = getattr(net, "fc", None)
+        if not isinstance(net, nn.Module) or not isinstance(fc, nn.Linear) or fc.bias is None:
+            return failed(
+                "keep FlatNet as it was built, an nn.Module with its layer self.fc = nn.Linear(28 * 28, 10)."
+            )
+        if (fc.in_features, fc.out_features) != (28 * 28, 10):
+            return failed("keep FlatNet's layer as it is, nn.Linear(28 * 28, 10): repair its forward only.")
+        net.eval()
+        for batch in grey:
+            problem = _flat_case_grey(net, batch)
+            if problem is not None:
+                return failed(problem)
+        for shape in wrong:
+            problem = _flat_case_wrong(net, shape)
+            if problem is not None:
+                return failed(problem)
+    return passed(
+        f"one row of scores per image for {len(grey)} grey batches, and a ValueError that names both shapes for "
+        f"all {len(wrong)} wrong ones: a shape error can no longer hide in the batch dimension."
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Exercise 3: what a bottleneck saves
 # ---------------------------------------------------------------------------------------------------------
 _RATIO_CASES = [(120, 40), (96, 16)]  # other channel ratios than 256 -> 64: the ratio depends on it
 _RATIO_HIDDEN = [(200, 25), (64, 48), (30, 10), (512, 96), (40, 40)]
@@ -231,300 +423,6 @@ def bottleneck_ratio(fn: Any, *, hidden: bool = False) -> Verdict:
     return passed(
         f"the ratio for all {len(cases)} pairs of channel counts: the 3x3 convolution, the expensive part, "
         "works on fewer channels."
-    )
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Exercise 2: a residual block
-# ---------------------------------------------------------------------------------------------------------
-# (in_channels, out_channels, stride, (height, width)): other channel counts and sizes than the notebook shows
-_BLOCK_CASES = [(12, 12, 1, (9, 9)), (12, 20, 1, (9, 9)), (12, 12, 2, (9, 9)), (12, 20, 2, (9, 9))]
-_BLOCK_HIDDEN = [
-    (6, 6, 1, (7, 10)),
-    (6, 16, 2, (7, 10)),
-    (24, 8, 2, (6, 5)),
-    (20, 20, 2, (11, 11)),
-    (5, 9, 1, (4, 4)),
-]
-
-
-def _block_case(
-    block_cls: Any, cin: int, cout: int, stride: int, size: tuple[int, int], refs: list[type]
-) -> str | None:
-    """What is wrong with ``block_cls(cin, cout, stride)`` on an input of ``size``, in one sentence; None if right."""
-    call = f"{getattr(block_cls, '__name__', 'the block')}({cin}, {cout}, stride={stride})"
-    changes = cin != cout or stride != 1
-    own = "build the block from nn.Conv2d and nn.BatchNorm2d layers yourself, not from the lesson's ResidualBlock (or torchvision's)."
-    watched = _reference_methods(refs)
-    try:
-        with watch_calls(watched) as seen:
-            block = block_cls(cin, cout, stride)
-    except Exception as exc:  # learner code: report, do not raise
-        return f"{call} raised {_first_line(exc)}. The block is built as MyBlock(in_channels, out_channels, stride)."
-    if seen:
-        return own
-    if not isinstance(block, nn.Module):
-        return (
-            f"{call} returned a {type(block).__name__}; subclass nn.Module and build the layers in __init__."
-        )
-    if _uses_reference(block, refs):
-        return own
-    if sum(isinstance(m, nn.BatchNorm2d) for m in block.modules()) < 2:
-        return f"{call}: F is conv 3x3 -> BN -> ReLU -> conv 3x3 -> BN; each 3x3 convolution is followed by a BatchNorm."
-    block.eval()  # fresh BatchNorm layers in eval mode: nothing changes between two calls
-    h, w = size
-    x = torch.randn(2, cin, h, w, requires_grad=True)
-    try:
-        with watch_calls(watched) as seen:
-            out = block(x)
-    except Exception as exc:
-        extra = " When the shape changes, x cannot be added as it is: project it." if changes else ""
-        return f"{call} failed on an input of shape {tuple(x.shape)}: {_first_line(exc)}.{extra}"
-    if seen:
-        return own
-    if not isinstance(out, torch.Tensor) or out.ndim != 4:
-        return f"{call} should return a 4-D tensor (batch, channels, height, width)."
-    if out.shape[1] != cout:
-        return f"{call} returned {out.shape[1]} channels; the output should have out_channels channels."
-    if tuple(out.shape[2:]) != (math.ceil(h / stride), math.ceil(w / stride)):
-        return (
-            f"{call} turned a {h}x{w} input into {out.shape[2]}x{out.shape[3]}: the stride should divide the "
-            "height and width once (padding=1 keeps them in a 3x3 convolution), in the residual branch and in "
-            "the shortcut alike."
-        )
-    if out.min() < 0:
-        return f"{call} gives negative values: the block ends with a ReLU, applied to the sum F(x) + shortcut(x)."
-    if not changes and not bool((out < F.relu(x) - 1e-4).any()):
-        return (
-            f"{call} never gives less than its input: F ends with BatchNorm, without a ReLU, so that the "
-            "correction it adds can be negative as well as positive; the only ReLU after the last BN comes after the sum."
-        )
-    projections = [m for m in block.modules() if _is_1x1(m)]
-    if not changes and projections:
-        return (
-            f"{call} has a 1x1 convolution, but when the shape does not change the shortcut should be the "
-            "identity: a projection there only adds parameters and a path that is no longer a plain copy of x."
-        )
-    if changes and not projections:
-        return f"{call} changes the shape, so its shortcut needs a 1x1 convolution (with the block's stride)."
-    # Switch the residual branch off (its 3x3 convolutions give zeros): what is left is the shortcut.
-    with torch.no_grad():
-        before = block(x)
-        _zero_3x3(block)
-        after = block(x)
-    if torch.allclose(before, after):
-        return f"{call}: the 3x3 convolutions do not change the output; is the residual branch used?"
-    if not changes and not torch.allclose(after, F.relu(x), atol=1e-5):
-        return (
-            f"{call}: with the 3x3 convolutions set to zero the output is not ReLU(x): when the shape does not "
-            "change, the shortcut is x itself, added unchanged."
-        )
-    block(x).sum().backward()
-    if x.grad is None or not torch.any(x.grad != 0):
-        return (
-            f"{call}: with the 3x3 convolutions set to zero no gradient reaches the input, so there is no "
-            "shortcut. Add it to the branch's output: out = branch(x) + shortcut(x)."
-        )
-    return None
-
-
-def residual_block(block_cls: Any, *, hidden: bool = False) -> Verdict:
-    """Check a learner's residual block class, built as ``block_cls(in_channels, out_channels, stride)``.
-
-    Same and changed channels, stride 1 and 2, on sizes the notebook does not use: the output shape, a ReLU after
-    the sum (and none before it), a shortcut that is x itself when the shape does not change and a 1x1
-    projection when it does, and a gradient that reaches the input through the shortcut when the 3x3
-    convolutions are switched off. The lesson's ResidualBlock (itself, a subclass or a copy) is refused.
-
-    Args:
-        block_cls: The learner's ``nn.Module`` subclass (the class, not an instance).
-        hidden: Try more channel counts, strides and sizes.
-
-    Returns:
-        A true Verdict when every case passes.
-    """
-    if unanswered(block_cls):
-        return NOT_YET
-    if isinstance(block_cls, nn.Module) or not callable(block_cls):
-        return failed(
-            "pass the class itself (e.g. MyBlock), not an instance: the check builds blocks of its own."
-        )
-    refs = _reference_classes()
-    if _is_reference(block_cls, refs):
-        return failed(
-            "MyBlock should be your own block, written from the formula: not the lesson's ResidualBlock, a "
-            "subclass of it or a copy of its code."
-        )
-    with _small_tensors():
-        if _returns_none(lambda: block_cls(8, 8, 1), (1, 8, 6, 6)) and unanswered(None):
-            return NOT_YET
-        cases = _BLOCK_CASES + (_BLOCK_HIDDEN if hidden else [])
-        for cin, cout, stride, size in cases:
-            problem = _block_case(block_cls, cin, cout, stride, size, refs)
-            if problem is not None:
-                return failed(problem)
-    return passed(
-        f"right shapes in all {len(cases)} cases, ReLU after the sum, the identity where the shape stays and a "
-        "projection where it changes, and the gradient reaches the input through the shortcut."
-    )
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Exercise 3: a small ResNet from your block, starting as the identity
-# ---------------------------------------------------------------------------------------------------------
-# (widths, num_classes, in_channels, image sizes): other widths, classes, channels and sizes than the notebook's
-_NET_CASES = [((8, 16, 24), 5, 3, [(20, 20), (28, 28)])]
-_NET_HIDDEN = [((6, 10, 12), 4, 1, [(16, 16), (30, 22)]), ((16, 24, 32), 10, 1, [(28, 28), (44, 44)])]
-
-
-def _net_case(
-    net_cls: Any,
-    block_cls: type,
-    widths: tuple[int, ...],
-    classes: int,
-    cin: int,
-    sizes: list,
-    refs: list[type],
-) -> str | None:
-    """What is wrong with ``net_cls(widths=..., num_classes=..., in_channels=...)``, in one sentence; None if right."""
-    call = f"MyResNet(widths={widths}, num_classes={classes}, in_channels={cin})"
-    watched = _reference_methods(refs)
-    try:
-        with watch_calls(watched) as seen:
-            net = net_cls(widths=widths, num_classes=classes, in_channels=cin)
-    except Exception as exc:
-        return f"{call} raised {_first_line(exc)}."
-    if not isinstance(net, nn.Module):
-        return f"{call} returned a {type(net).__name__}; subclass nn.Module."
-    if seen or _uses_reference(net, refs):
-        return (
-            "assemble the network from your own MyBlock, not from the lesson's SmallResNet or ResidualBlock."
-        )
-    blocks = [m for m in net.modules() if type(m) is block_cls]
-    if len(blocks) < 3:
-        return (
-            f"{call} holds {len(blocks)} MyBlock(s): build its three stages from your MyBlock of exercise 2."
-        )
-    if not all(p.requires_grad for p in net.parameters()):
-        return f"{call} has frozen parameters: every parameter should train, the zeroed scales too."
-    calls: list[tuple[torch.Tensor, torch.Tensor]] = []
-    hooks = [b.register_forward_hook(lambda _m, args, out: calls.append((args[0], out))) for b in blocks]
-    net.train()  # as it will be trained; with a zero scale the last BN gives zeros in either mode
-    try:
-        for h, w in sizes:
-            calls.clear()
-            x = torch.randn(2, cin, h, w)
-            try:
-                with torch.no_grad(), watch_calls(watched) as seen:
-                    out = net(x)
-            except Exception as exc:
-                return f"{call} failed on images of shape {tuple(x.shape)}: {_first_line(exc)}."
-            if seen:
-                return "assemble the network from your own MyBlock, not from the lesson's SmallResNet or ResidualBlock (or torchvision's)."
-            if not isinstance(out, torch.Tensor) or tuple(out.shape) != (2, classes):
-                shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-                return (
-                    f"{call} gave {shape} for a batch of two {h}x{w} images: it should give one score per class "
-                    "for each image, whatever the image size (average each channel over all positions first)."
-                )
-            if len(calls) != 3:
-                return f"{call} called its MyBlocks {len(calls)} times in one forward pass: one block per stage, three stages."
-            for i, (inp, res) in enumerate(calls):
-                if res.shape[1] != widths[i]:
-                    return f"{call}: the block of stage {i + 1} gives {res.shape[1]} channels; stage i has widths[i] channels."
-                halves = (math.ceil(inp.shape[2] / 2), math.ceil(inp.shape[3] / 2))
-                wanted = tuple(inp.shape[2:]) if i == 0 else halves
-                if tuple(res.shape[2:]) != wanted:
-                    return (
-                        f"{call}: the block of stage {i + 1} turns {inp.shape[2]}x{inp.shape[3]} maps into "
-                        f"{res.shape[2]}x{res.shape[3]}; the first stage keeps the resolution, each later stage "
-                        "halves it in its first block."
-                    )
-                if inp.shape == res.shape and not torch.allclose(res, F.relu(inp), atol=1e-5):
-                    return (
-                        f"{call}: at initialisation the block of stage {i + 1} does not return its input. A block "
-                        "should start as the identity: its residual branch must give zeros."
-                    )
-        # The branches give zeros whatever their convolutions hold: re-draw every 3x3 weight inside the blocks.
-        x = torch.randn(2, cin, *sizes[0])
-        other = copy.deepcopy(net)
-        with torch.no_grad():
-            for block in (m for m in other.modules() if type(m) is block_cls):
-                for m in block.modules():
-                    if isinstance(m, nn.Conv2d) and not _is_1x1(m):
-                        m.weight.normal_(0, 0.5)
-            same_output = torch.allclose(net(x), other(x), atol=1e-5)
-        if not same_output:
-            return (
-                f"{call}: new random weights in the blocks' 3x3 convolutions change the output, so the residual "
-                "branches are not zero at initialisation. Zero the scale of each block's last BatchNorm."
-            )
-    finally:
-        for hook in hooks:
-            hook.remove()
-    out = net(x)
-    F.cross_entropy(out, torch.arange(2) % classes).backward()
-    first = next((m for m in net.modules() if isinstance(m, nn.Conv2d)), None)
-    if first is None or first.weight.grad is None or not torch.any(first.weight.grad != 0):
-        return f"{call}: no gradient reaches the first convolution; the shortcuts should carry it back."
-    for i, block in enumerate(blocks[:3]):
-        zeroed = [
-            m
-            for m in block.modules()
-            if isinstance(m, nn.BatchNorm2d) and m.weight is not None and not torch.any(m.weight != 0)
-        ]
-        if not zeroed:
-            return f"{call}: the block of stage {i + 1} has no BatchNorm whose scale starts at zero."
-        if any(m.weight.grad is None or not torch.any(m.weight.grad != 0) for m in zeroed):
-            return f"{call}: a zeroed BatchNorm scale in stage {i + 1} gets no gradient, so the block can never leave the identity."
-    return None
-
-
-def my_resnet(net_cls: Any, block_cls: Any, *, hidden: bool = False) -> Verdict:
-    """Check ``net_cls(widths=..., num_classes=..., in_channels=...)``: a small ResNet assembled from ``block_cls``.
-
-    On other widths, class counts, input channels and image sizes than the notebook's: the output shape for two
-    image sizes (global average pooling), three stages of the learner's block (the first keeps the resolution,
-    the others halve it), every block the identity at initialisation (the residual branch gives zeros whatever
-    its 3x3 weights), gradients that reach the first layer and the zeroed scales. The lesson's SmallResNet and
-    ResidualBlock (themselves, subclasses, copies or instances inside) are refused.
-
-    Args:
-        net_cls: The learner's network class.
-        block_cls: The learner's block class (exercise 2), from which the network is built.
-        hidden: Try more configurations.
-
-    Returns:
-        A true Verdict when every configuration passes.
-    """
-    if unanswered(net_cls):
-        return NOT_YET
-    if isinstance(net_cls, nn.Module) or not callable(net_cls):
-        return failed(
-            "pass the class itself (MyResNet), not an instance: the check builds networks of its own."
-        )
-    refs = _reference_classes()
-    if _is_reference(net_cls, refs):
-        return failed(
-            "MyResNet should be your own network: not the lesson's SmallResNet, a subclass of it or a copy of its code."
-        )
-    with _small_tensors():
-        if _returns_none(lambda: net_cls(), (2, 1, 28, 28)) and unanswered(None):
-            return NOT_YET
-        if not isinstance(block_cls, type) or _returns_none(lambda: block_cls(8, 8, 1), (1, 8, 6, 6)):
-            return failed("MyResNet is assembled from your MyBlock: finish exercise 2 first.")
-        if _is_reference(block_cls, refs):
-            return failed(
-                "assemble MyResNet from your own MyBlock (exercise 2), not from the lesson's ResidualBlock."
-            )
-        cases = _NET_CASES + (_NET_HIDDEN if hidden else [])
-        for widths, classes, cin, sizes in cases:
-            problem = _net_case(net_cls, block_cls, widths, classes, cin, sizes, refs)
-            if problem is not None:
-                return failed(problem)
-    return passed(
-        f"{len(cases)} configuration(s): the right shapes at two image sizes, three stages of your block, each "
-        "the identity at initialisation, and gradients that reach the first layer and the zeroed scales."
     )
 
 
@@ -732,7 +630,8 @@ def time_to_accuracy(
         if acc < target:
             return failed(
                 f"validation accuracy {acc:.1%} after {int(n_epochs)} epoch(s) ({took:.1f} s) is below the "
-                f"{target:.1%} target. Try another lr, a wider or deeper network, or the blocks of this notebook."
+                f"{target:.1%} target. Try another lr, more epochs if the budget allows, or another network (cu.ImprovedCNN(), "
+                "or one of your own)."
             )
     return passed(
         f"validation accuracy {acc:.1%} in {took:.1f} s: the {target:.1%} target within {seconds:.1f} s."
