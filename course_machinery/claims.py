@@ -24,7 +24,7 @@ import html
 import os
 from typing import Any
 
-__all__ = ["expect", "claims_in"]
+__all__ = ["expect", "claims_in", "Held"]
 
 KEY = "course_claim"  # the output metadata key that records a claim and whether the run showed it
 
@@ -49,7 +49,26 @@ def _show(text: str, html_text: str | None, record: dict[str, Any]) -> None:
     display(bundle, raw=True, metadata={KEY: record})
 
 
-def expect(condition: Any, claim: str, *, shown: str = "") -> bool:
+class Held:
+    """What :func:`expect` returns: true when the run showed the claim. The cell has already printed the verdict, so
+    a notebook shows nothing more for it (no ``True`` echoed under the line when ``expect`` ends a cell)."""
+
+    __slots__ = ("held",)
+
+    def __init__(self, held: bool) -> None:
+        self.held = held
+
+    def __bool__(self) -> bool:
+        return self.held
+
+    def __repr__(self) -> str:
+        return f"Held({self.held})"
+
+    def _ipython_display_(self) -> None:
+        """Jupyter calls this instead of showing the repr: the verdict line is all the cell shows."""
+
+
+def expect(condition: Any, claim: str, *, shown: str = "") -> Held:
     """Say whether this run shows ``claim``, the sentence the lesson's text states about its numbers.
 
     Args:
@@ -58,7 +77,7 @@ def expect(condition: Any, claim: str, *, shown: str = "") -> bool:
         shown: The numbers it rests on, as printed (``"+2.1 points, seeds differ by 0.4"``).
 
     Returns:
-        Whether the condition held (also in smoke mode, where nothing is judged).
+        Whether the condition held (also in smoke mode, where nothing is judged), as a :class:`Held`.
     """
     held = bool(condition)
     numbers = f" ({shown})" if shown else ""
@@ -72,7 +91,7 @@ def expect(condition: Any, claim: str, *, shown: str = "") -> bool:
     record = {"claim": claim, "shown": shown, "held": held}
     if held:
         _show(f"✔ {claim}{numbers}", None, record)
-        return held
+        return Held(held)
     text = (
         f"⚠ NOT SHOWN BY THIS RUN: {claim}{numbers}.\n"
         "The lesson's text says so, but this run's numbers above do not. Runs differ between machines, devices "
@@ -88,7 +107,7 @@ def expect(condition: Any, claim: str, *, shown: str = "") -> bool:
         "(CONTRIBUTING.md) so the text can be corrected.</div>"
     )
     _show(text, box, record)
-    return held
+    return Held(held)
 
 
 def claims_in(nb: Any) -> list[tuple[int, str, bool | None]]:

@@ -17,16 +17,16 @@ import build_site  # noqa: E402
 
 def test_plain_python_prints_a_tick_or_the_warning_and_returns_the_condition(monkeypatch, capsys):
     monkeypatch.setenv("COURSE_SMOKE", "0")
-    assert expect(3 > 2, "three beats two", shown="3 vs 2") is True
+    assert expect(3 > 2, "three beats two", shown="3 vs 2")
     assert capsys.readouterr().out == "✔ three beats two (3 vs 2)\n"
-    assert expect(0, "zero is true") is False
+    assert not expect(0, "zero is true")
     out = capsys.readouterr().out
     assert out.startswith("⚠ NOT SHOWN BY THIS RUN: zero is true.") and "numbers above do not" in out
 
 
 def test_smoke_mode_judges_nothing(monkeypatch, capsys):
     monkeypatch.setenv("COURSE_SMOKE", "1")
-    assert expect(False, "a claim about a full run") is False
+    assert not expect(False, "a claim about a full run")
     assert capsys.readouterr().out.startswith("· not checked in smoke mode")
 
 
@@ -44,6 +44,11 @@ def test_in_a_kernel_a_failed_claim_is_a_warning_box_and_the_build_lists_it(tmp_
         "expect(1 + 1 == 3, 'arithmetic is broken <b>', shown='2')",
     ]
     nb = _run(cells, "0", tmp_path, monkeypatch)
+    assert [len(cell.outputs) for cell in nb.cells] == [
+        0,
+        1,
+        1,
+    ]  # the verdict, and no True/False echoed under it
     held, unshown = nb.cells[1].outputs[0], nb.cells[2].outputs[0]
     assert held["data"]["text/plain"].startswith("✔ arithmetic holds (2)") and "text/html" not in held["data"]
     box = unshown["data"]["text/html"]
