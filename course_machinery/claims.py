@@ -87,7 +87,7 @@ def expect(condition: Any, claim: str, *, shown: str = "") -> Held:
             None,
             {"claim": claim, "held": None},
         )
-        return held
+        return Held(held)
     record = {"claim": claim, "shown": shown, "held": held}
     if held:
         _show(f"✔ {claim}{numbers}", None, record)
