@@ -72,4 +72,4 @@ def test_smoke_runs_record_claims_without_a_verdict(tmp_path, monkeypatch):
     nb = _run(
         ["from course_machinery.claims import expect", "expect(False, 'x')"], "1", tmp_path, monkeypatch
     )
-    assert claims_in(nb) == [(1, "x", None)]
+    assert claims_in(nb) == [(1, "x", None)] and len(nb.cells[1].outputs) == 1  # no False echoed
