@@ -308,6 +308,7 @@ def load_digits():
 
     class Bundle:
         def __init__(self, seed):
+            self.seed = seed
             order = torch.randperm(384, generator=torch.Generator().manual_seed(seed))
             train, val = order[:256], order[256:]
             self.train = TensorLoader(
@@ -366,6 +367,29 @@ def test_06_e4_solution_accepted_placeholder_rejected(lesson_data):
     assert "whole number" in rejected(
         checks.time_to_accuracy, model, load_digits, epochs=1.5, lr=1e-3, **kwargs
     )
+
+
+def test_06_e4_trains_once_per_answer_on_the_second_seed(lesson_data, monkeypatch):
+    """The visible check trains on seed + 1; the hidden test right after it reuses that run (the lesson's full
+    run and a grading run pay for one training per cell); an answer changed since trains again."""
+    load_digits = lesson_data
+    seeds, run = [], checks._run
+
+    def counted(net, data, *args, **kwargs):
+        seeds.append(data.seed)
+        return run(net, data, *args, **kwargs)
+
+    monkeypatch.setattr(checks, "_run", counted)
+    torch.manual_seed(0)
+    model = ns.MLP(hidden=(64,))
+    kwargs = {"epochs": 2, "lr": 3e-3, "target": 0.5, "seconds": 10, "precision": "fp32", "seed": 3}
+    accepted(checks.time_to_accuracy, model, load_digits, **kwargs)
+    checks.grade(checks.time_to_accuracy, model, load_digits, **kwargs)
+    assert seeds == [4]
+    with torch.no_grad():
+        model.layers[0].weight.add_(0.01)  # another answer now: trained again
+    checks.grade(checks.time_to_accuracy, model, load_digits, **kwargs)
+    assert seeds == [4, 4]
 
 
 def test_cheat_06_e4(lesson_data):

@@ -466,7 +466,7 @@ _CONFIG = {
     "VAL_FRACTION": (0.25, 0.25),
     "BATCH_SIZE": (128, 128),
     "EPOCHS": (1, 3),
-    "TARGET_ACC": (0.3, 0.90),
+    "TARGET_ACC": (0.3, 0.895),
 }
 
 
@@ -556,7 +556,10 @@ def time_to_accuracy(
 
     The recipe is the notebook's: Adam with a one-cycle schedule peaking at ``lr``, cross-entropy, ``epochs``
     passes over the training data of ``load_data(seed)``. The time counts training and the validation after every
-    epoch. With ``hidden=True`` it is also trained on another seed's split and batch order. A network that already
+    epoch. It trains on the split and batch order of ``seed + 1``, not the first seed's that the notebook's table
+    shows, so a setting tuned to one split's luck does not pass by it. It trains once per answer: with
+    ``hidden=True`` right after the visible check passed the same answer (nbgrader runs both in one cell), that run
+    is the verdict, so a lesson's full run and a grading run pay for one training, not two. A network that already
     reaches the target before training (a trained one) is refused. The learner's model is left untouched.
 
     Args:
@@ -592,7 +595,10 @@ def time_to_accuracy(
     budget = number(seconds)
     if budget is None or not math.isfinite(budget) or budget <= 0:
         return failed("the budget (seconds) should be the notebook's: run the cell that computes it again.")
-    runs = [seed, seed + 1] if hidden else [seed]
+    key = (id(model), _weights_key(model), int(n_epochs), float(peak), budget, precision, target, seed)
+    if hidden and key in _PASSED:
+        return Verdict(True)  # the visible check just trained this very answer and it passed
+    runs = [seed + 1]
     for run_seed in runs:
         try:
             data = _lesson_data(run_seed)
@@ -633,6 +639,20 @@ def time_to_accuracy(
                 f"{target:.1%} target. Try another lr, more epochs if the budget allows, or another network (cu.ImprovedCNN(), "
                 "or one of your own)."
             )
+    _PASSED.add(key)
     return passed(
         f"validation accuracy {acc:.1%} in {took:.1f} s: the {target:.1%} target within {seconds:.1f} s."
     )
+
+
+_PASSED: set[tuple] = (
+    set()
+)  # answers to time_to_accuracy that passed in this kernel (one training per answer)
+
+
+def _weights_key(model: Any) -> tuple:
+    """A fingerprint of a network's weights: an answer changed after it passed is trained again."""
+    if not isinstance(model, nn.Module):
+        return ()
+    with torch.no_grad():
+        return tuple(round(float(p.double().sum()), 6) for p in model.parameters())
