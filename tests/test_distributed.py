@@ -291,3 +291,52 @@ def test_a_hanging_launch_is_stopped_with_every_process_it_started(tmp_path):
     # Each process says it started in a file of its own, not on the stdout they share.
     assert (tmp_path / "started0").exists() and (tmp_path / "started1").exists(), "the workers never started"
     assert not _running(script), "a process of the launch outlived its timeout"
+
+
+# What notebook 09 (section 6) says a step of cu.fit exchanges, counted in a real run with PyTorch's profiler.
+_COUNT_COLLECTIVES = """
+import collections, json, sys
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.profiler import ProfilerActivity, profile
+
+import course_utils as cu
+
+steps, epochs = int(sys.argv[2]), int(sys.argv[3])
+device = cu.distributed.setup(timeout_s=60)
+generator = torch.Generator().manual_seed(0)
+n = steps * 2 * 8  # 2 processes x batches of 8
+images = torch.randint(0, 256, (n + 64, 28, 28), dtype=torch.uint8, generator=generator)
+labels = torch.randint(0, 10, (n + 64,), generator=generator)
+train = cu.distributed.shard(cu.data.TensorLoader(images[64:], labels[64:], batch_size=8, shuffle=True))
+val = cu.distributed.shard(cu.data.TensorLoader(images[:64], labels[:64], batch_size=32), pad=False)
+cu.set_seed(0)
+model = nn.parallel.DistributedDataParallel(cu.SimpleCNN())  # its weights' broadcast: before the count
+optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+with profile(activities=[ProfilerActivity.CPU]) as prof:
+    cu.fit(model, train, val, epochs=epochs, optimizer=optimizer, loss_fn=nn.CrossEntropyLoss(), verbose=False)
+counts = collections.Counter(e.name for e in prof.events() if e.name.startswith("gloo:"))
+Path(sys.argv[1], f"collectives_rank{cu.distributed.rank()}.json").write_text(json.dumps(counts))
+cu.distributed.cleanup()
+"""
+
+
+@TORCHRUN
+@pytest.mark.slow  # starts processes (10-20 s each): run by `course.py test --all` and CI
+def test_fit_exchanges_one_all_reduce_per_step_and_a_few_small_ones_per_epoch(tmp_path):
+    """Per step, DDP all-reduces SimpleCNN's gradients (0.2 MB: one bucket); per epoch, cu.fit adds its NaN and
+    Ctrl-C check every CHECK_EVERY steps and at the end, and the metrics; DDP broadcasts its bucket layout once."""
+    script = tmp_path / "count_collectives.py"
+    script.write_text(_COUNT_COLLECTIVES)
+    steps, epochs = CHECK_EVERY + 10, 2  # one check inside each epoch, one at its end
+    result = launch(script, tmp_path, steps, epochs, nproc=2, threads=1, timeout=LAUNCH_TIMEOUT, echo=False)
+    assert not _running(script), "a process of the launch outlived it"
+    assert result.returncode == 0, result.tail(40)
+    for rank in range(2):
+        counts = json.loads((tmp_path / f"collectives_rank{rank}.json").read_text())
+        per_epoch = steps + (steps // CHECK_EVERY + 1) + 1  # gradients, fit's checks, the epoch's metrics
+        assert counts.get("gloo:all_reduce") == epochs * per_epoch, counts
+        assert set(counts) <= {"gloo:all_reduce", "gloo:broadcast"}, counts
+        assert counts.get("gloo:broadcast", 0) <= 2, f"broadcasts at every step or epoch: {counts}"

@@ -37,7 +37,7 @@ def answer(k: int, *, student: bool = False) -> str:
     cells = [
         c
         for c in nbformat.read(NOTEBOOK, as_version=4).cells
-        if c.metadata.get("nbgrader", {}).get("grade_id") == f"08-e{k}-answer"
+        if c.metadata.get("nbgrader", {}).get("grade_id") == f"09-e{k}-answer"
     ]
     assert len(cells) == 1, f"one answer cell for Exercise {k}"
     source = cells[0].source

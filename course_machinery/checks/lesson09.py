@@ -23,8 +23,9 @@ import re
 import sys
 import tempfile
 import textwrap
+import threading
 import tokenize
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -448,7 +449,7 @@ def _run(task: str, path: Path) -> tuple[list[dict[str, Any]] | None, str | None
     key = (task, hashlib.sha256(path.read_bytes()).hexdigest())
     if key in _RESULTS:
         return _RESULTS[key]
-    with tempfile.TemporaryDirectory(prefix="lesson09-check-") as folder:
+    with tempfile.TemporaryDirectory(prefix="lesson09-check-") as folder, _elapsed(f"{PROCESSES} processes"):
         out = Path(folder)
         try:
             result = launch(
@@ -474,6 +475,29 @@ def _run(task: str, path: Path) -> tuple[list[dict[str, Any]] | None, str | None
         run = (ranks, None)
     _RESULTS[key] = run
     return run
+
+
+@contextlib.contextmanager
+def _elapsed(what: str) -> Iterator[None]:
+    """A progress line (tqdm, gone afterwards) with the seconds elapsed while the check's processes run: starting
+    them takes a while on a busy machine, and the check's one line of feedback comes only at the end."""
+    from tqdm.auto import tqdm
+
+    bar = tqdm(desc=f"checking in {what}", bar_format="{desc}: {elapsed}", leave=False)
+    done = threading.Event()
+
+    def tick() -> None:
+        while not done.wait(1.0):
+            bar.refresh()
+
+    ticker = threading.Thread(target=tick, daemon=True)
+    ticker.start()
+    try:
+        yield
+    finally:
+        done.set()
+        ticker.join()
+        bar.close()
 
 
 _HANG = ("timed out", "timeout", "connection closed", "connection reset", "broken pipe", "sigterm")
