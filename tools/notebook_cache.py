@@ -127,13 +127,16 @@ def run_record(path: Path, cache: Path) -> dict | None:
     from jupyter_cache import get_cache
 
     store = get_cache(cache)
+    nb = nbformat.read(path, as_version=4)
     try:
-        record = store.match_cache_notebook(nbformat.read(path, as_version=4))
+        record = store.match_cache_notebook(nb)
     except KeyError:
         return None
     if record is None:
         return None
-    return {**record.data, "nb": store.get_cache_bundle(record.pk).nb}
+    # The cache keeps the code cells only; merged into the notebook, its cell indices are the notebook's.
+    _, merged = store.merge_match_into_notebook(nb)
+    return {**record.data, "nb": merged}
 
 
 def execute(path: Path, mode: str, cwd: Path) -> tuple[nbformat.NotebookNode, float, bool]:

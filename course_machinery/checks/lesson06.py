@@ -443,8 +443,11 @@ def _run(
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=lr, total_steps=epochs * len(data.train)
     )
+    from tqdm.auto import tqdm
+
     start, acc = time.perf_counter(), 0.0
-    for epoch in range(1, epochs + 1):
+    # A bar over the epochs: the check trains for as long as the learner's run takes (a minute or more).
+    for epoch in tqdm(range(1, epochs + 1), desc="the check trains your network", unit="epoch", leave=False):
         train_one_epoch(
             net, data.train, optimizer=optimizer, loss_fn=loss_fn, scheduler=scheduler, precision=precision
         )
