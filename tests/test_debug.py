@@ -18,6 +18,7 @@ from course_machinery.lessons import lesson_code
 ns = lesson_code("08")  # the tools as notebook 08 writes them
 LayerStats, layer_stats, loss_at_init = ns.LayerStats, ns.layer_stats, ns.loss_at_init
 lr_range_test, overfit_one_batch = ns.lr_range_test, ns.overfit_one_batch
+input_independent_baseline, batch_dependencies = ns.input_independent_baseline, ns.batch_dependencies
 
 MEAN, STD = 0.1, 0.25  # the digits fixture's normalisation
 
@@ -252,6 +253,89 @@ def test_lr_range_test_says_what_is_wrong():
         lr_range_test(model, batch, nn.CrossEntropyLoss(), sgd(model.parameters()))
     with pytest.raises(ValueError, match="parameters make_optimizer is given"):
         lr_range_test(model, batch, nn.CrossEntropyLoss(), lambda params: sgd(model.parameters()))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# input_independent_baseline and batch_dependencies (Karpathy's recipe)
+# ---------------------------------------------------------------------------------------------------------
+def test_input_independent_baseline_tells_a_model_that_uses_its_inputs(digits, capsys):
+    cu.set_seed(0)
+    model, loss_fn = tiny_cnn(batchnorm=True), nn.CrossEntropyLoss()
+    model[1].eval()  # a mode the learner chose on purpose
+    before = state(model)
+    result = input_independent_baseline(model, digits[0], digits[1], loss_fn, sgd, steps=40)
+    assert result.uses_inputs and result.real["acc"] > 0.5
+    assert result.real["loss"] < 0.5 * result.zeroed["loss"]
+    assert result.zeroed["acc"] < 0.35 and result.real["n"] == result.zeroed["n"] == len(digits[1].labels)
+    assert same_state(before, state(model)) and all(p.grad is None for p in model.parameters())
+    assert model.training and not model[1].training
+    assert "it uses its inputs" in capsys.readouterr().out
+
+
+def test_input_independent_baseline_sees_a_model_that_ignores_its_inputs(digits, capsys):
+    class Blind(nn.Module):  # answers from its own bias only: its input never reaches the output
+        def __init__(self) -> None:
+            super().__init__()
+            self.bias = nn.Parameter(torch.zeros(10))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.bias.expand(len(x), 10)
+
+    result = input_independent_baseline(Blind(), digits[0], digits[1], nn.CrossEntropyLoss(), sgd, steps=20)
+    assert not result.uses_inputs
+    assert result.real["loss"] == pytest.approx(result.zeroed["loss"], abs=0.02)  # other batches, same bias
+    assert "does NOT clearly beat zeros" in capsys.readouterr().out
+
+
+def test_input_independent_baseline_needs_something_to_train(digits):
+    with pytest.raises(ValueError, match="nothing to train"):
+        input_independent_baseline(
+            tiny_cnn().requires_grad_(False), digits[0], digits[1], nn.CrossEntropyLoss(), sgd, steps=2
+        )
+
+
+class MixingFlatten(nn.Module):
+    """A flatten with the bug the notebook shows: view(-1, batch).t() mixes numbers of different images."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.view(-1, len(x)).t()
+
+
+def others(grads: torch.Tensor, i: int) -> torch.Tensor:
+    return torch.cat([grads[:i], grads[i + 1 :]])
+
+
+def test_batch_dependencies_finds_only_the_image_itself_in_a_sound_model(digits):
+    images, _ = next(iter(digits[0]))
+    model = tiny_cnn()
+    grads = batch_dependencies(model, images[:6], i=2)
+    assert grads.shape == (6,) and grads[2] > 0 and torch.all(others(grads, 2) == 0)
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_batch_dependencies_finds_a_view_that_mixes_the_batch(digits):
+    images, _ = next(iter(digits[0]))
+    model = tiny_cnn()
+    model[8] = MixingFlatten()  # in place of nn.Flatten()
+    grads = batch_dependencies(model, images[:6], i=2)
+    assert grads.shape == (6,) and torch.all(others(grads, 2) > 0)
+
+
+def test_batch_dependencies_finds_batchnorm_in_train_mode_and_leaves_its_statistics(digits):
+    images, _ = next(iter(digits[0]))
+    model = tiny_cnn(batchnorm=True)
+    before = state(model)
+    assert torch.all(
+        others(batch_dependencies(model, images[:6], i=0), 0) > 0
+    )  # train mode: the batch's stats
+    assert same_state(before, state(model)) and model.training  # the running statistics of a copy moved
+    assert torch.all(others(batch_dependencies(model.eval(), images[:6], i=0), 0) == 0)  # eval: running stats
+
+
+def test_batch_dependencies_works_on_a_frozen_model(digits):
+    images, _ = next(iter(digits[0]))
+    grads = batch_dependencies(tiny_cnn().requires_grad_(False), images[:4], i=3)
+    assert grads[3] > 0 and torch.all(grads[:3] == 0)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -178,9 +178,18 @@ def _trace(
     seed: int,
     pixels: Callable[[torch.Tensor], torch.Tensor] | None = None,
     val_size: int = 2000,
+    progress: str | None = None,
 ) -> _Trace:
-    """Call ``run`` on a fresh model and the given slice of the training data, watching it with hooks."""
+    """Call ``run`` on a fresh model and the given slice of the training data, watching it with hooks.
+
+    With ``progress``, a progress bar (tqdm, gone afterwards) counts the run's training steps under that name.
+    """
     trace = _Trace()
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=steps, desc=progress, unit="step", leave=False)
     train_images, train_labels = data.train.images[train], data.train.labels[train]
     if pixels is not None:
         train_images = pixels(train_images)
@@ -203,6 +212,8 @@ def _trace(
         def loss_seen(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
             if torch.is_grad_enabled():
                 trace.losses.append(float(output.detach()))
+                if bar is not None:
+                    bar.update()
                 scores = args[0].detach() if args and isinstance(args[0], torch.Tensor) else None
                 if scores is not None and scores.ndim == 2 and bool((scores >= 0).all()):
                     rows = scores.sum(dim=1)
@@ -248,6 +259,8 @@ def _trace(
         finally:
             for handle in handles:
                 handle.remove()
+            if bar is not None:
+                bar.close()
     return trace
 
 
@@ -372,6 +385,7 @@ def _judge_run(
             steps=steps,
             seed=0,
             val_size=val_size,
+            progress=f"training your run for {steps} steps",
         )
         _FULL_RUNS.clear()
         _FULL_RUNS[key] = trace
