@@ -4,11 +4,10 @@ refuses cheating."""
 from __future__ import annotations
 
 import json
-import re
 
 import pytest
 import torch
-from support.exercises import accepted, in_ipython, rejected
+from support.exercises import accepted, answer_source, in_ipython, rejected
 from torch import nn
 
 import course_utils as cu
@@ -19,30 +18,16 @@ from course_utils.data import TensorLoader
 
 ns = lesson_code("06")  # the lesson's own MLP
 _NOTEBOOK_LOAD_DATA = checks._notebook_load_data
-SOLUTION = re.compile(r"^([ \t]*)### BEGIN SOLUTION\n.*?^[ \t]*### END SOLUTION[ \t]*$", re.M | re.S)
 SETUP = (
     "from course_machinery.checks import lesson06 as checks\nfrom course_machinery.lessons import lesson_code\n"
     "import course_utils as cu\nMLP = lesson_code('06').MLP"
 )
 
 
-def _answer_source(grade_id: str, *, student: bool = False) -> str:
-    """The notebook's answer cell ``grade_id``: as stored (teacher), or as nbgrader hands it out (student)."""
-    (path,) = NOTEBOOKS.glob("06_*.ipynb")
-    cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
-    (source,) = [
-        "".join(c["source"]) for c in cells if c["metadata"].get("nbgrader", {}).get("grade_id") == grade_id
-    ]
-    if student:
-        source = SOLUTION.sub(lambda m: f"{m.group(1)}# YOUR CODE HERE\n{m.group(1)}...", source)
-        assert "BEGIN SOLUTION" not in source
-    return source
-
-
 def _solution(grade_id: str, *, student: bool = False, **names: object) -> dict:
     """Run the notebook's answer cell ``grade_id`` with ``names``; return what it defines."""
     namespace = {"torch": torch, "nn": nn, "cu": cu, **names}
-    exec(_answer_source(grade_id, student=student), namespace)
+    exec(answer_source(grade_id, student=student), namespace)
     return namespace
 
 
@@ -65,7 +50,7 @@ def test_06_e1_solution_accepted_placeholder_rejected():
     assert "no answer yet" in rejected(
         checks.mlp_parameters, _solution("06-e1-answer", student=True)["mlp_params"]
     )
-    said = in_ipython(SETUP, _answer_source("06-e1-answer"), "checks.mlp_parameters(mlp_params)")
+    said = in_ipython(SETUP, answer_source("06-e1-answer"), "checks.mlp_parameters(mlp_params)")
     assert said.startswith("✅"), said  # arithmetic typed by hand is a prediction
 
 

@@ -3,45 +3,28 @@ refuses cheating."""
 
 from __future__ import annotations
 
-import json
-import re
-
 import pytest
 import torch
 import torch.nn.functional as F
-from support.exercises import accepted, in_ipython, rejected
+from support.exercises import accepted, answer_source, in_ipython, rejected
 from torch import nn
 
 import course_utils as cu
 from course_machinery.checks import lesson06
 from course_machinery.checks import lesson07 as checks
-from course_machinery.lessons import NOTEBOOKS, lesson_code
+from course_machinery.lessons import lesson_code
 
 ns = lesson_code("07")  # the lesson's own ResidualBlock and SmallResNet
-SOLUTION = re.compile(r"^([ \t]*)### BEGIN SOLUTION\n.*?^[ \t]*### END SOLUTION[ \t]*$", re.M | re.S)
 SETUP = (
     "from course_machinery.checks import lesson07 as checks\nfrom course_machinery.lessons import lesson_code\n"
     "import course_utils as cu\nResidualBlock = lesson_code('07').ResidualBlock"
 )
 
 
-def _answer_source(grade_id: str, *, student: bool = False) -> str:
-    """The notebook's answer cell ``grade_id``: as stored (teacher), or as nbgrader hands it out (student)."""
-    (path,) = NOTEBOOKS.glob("07_*.ipynb")
-    cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
-    (source,) = [
-        "".join(c["source"]) for c in cells if c["metadata"].get("nbgrader", {}).get("grade_id") == grade_id
-    ]
-    if student:
-        source = SOLUTION.sub(lambda m: f"{m.group(1)}# YOUR CODE HERE\n{m.group(1)}...", source)
-        assert "BEGIN SOLUTION" not in source
-    return source
-
-
 def _solution(grade_id: str, *, student: bool = False, **names: object) -> dict:
     """Run the notebook's answer cell ``grade_id`` with ``names``; return what it defines."""
     namespace = {"torch": torch, "nn": nn, "cu": cu, **names}
-    exec(_answer_source(grade_id, student=student), namespace)
+    exec(answer_source(grade_id, student=student), namespace)
     return namespace
 
 
@@ -198,7 +181,7 @@ def test_07_e2_solution_accepted_placeholder_rejected():
     assert "no answer yet" in rejected(
         checks.block_parameters, _solution("07-e2-answer", student=True)["block_params"]
     )
-    said = in_ipython(SETUP, _answer_source("07-e2-answer"), "checks.block_parameters(block_params)")
+    said = in_ipython(SETUP, answer_source("07-e2-answer"), "checks.block_parameters(block_params)")
     assert said.startswith("✅"), said
 
 

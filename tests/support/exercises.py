@@ -5,12 +5,31 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
+import re
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from course_machinery.checks._feedback import Verdict, grade
+from course_machinery.lessons import NOTEBOOKS
+
+SOLUTION = re.compile(r"^([ \t]*)### BEGIN SOLUTION\n.*?^[ \t]*### END SOLUTION[ \t]*$", re.M | re.S)
+
+
+def answer_source(grade_id: str, *, student: bool = False) -> str:
+    """The answer cell ``grade_id`` (``"06-e1-answer"``) of its lesson's notebook: as stored (the teacher's), or
+    as nbgrader's student edition hands it out (the solution region replaced by ``# YOUR CODE HERE`` and ``...``)."""
+    (path,) = NOTEBOOKS.glob(f"{grade_id[:2]}_*.ipynb")
+    cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+    (source,) = [
+        "".join(c["source"]) for c in cells if c["metadata"].get("nbgrader", {}).get("grade_id") == grade_id
+    ]
+    if student:
+        source = SOLUTION.sub(lambda m: f"{m.group(1)}# YOUR CODE HERE\n{m.group(1)}...", source)
+        assert "BEGIN SOLUTION" not in source
+    return source
 
 
 def _visible(check: Callable[..., Verdict], *args: Any, **kwargs: Any) -> tuple[bool, str]:
