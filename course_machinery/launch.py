@@ -66,7 +66,7 @@ def launch(
         timeout: Seconds before everything is stopped and TimeoutError is raised.
         module: ``target`` is a module name, run as ``python -m target``.
         env: More environment variables for the processes.
-        echo: Print the output while it arrives.
+        echo: Print the output while it arrives, under a bar of the seconds spent out of ``timeout``.
         check: Raise RuntimeError when torchrun exits with an error.
 
     Returns:
@@ -108,13 +108,27 @@ def launch(
     lines: list[str] = []
     arrived: queue.Queue[str | None] = queue.Queue()
     threading.Thread(target=_pump, args=(proc.stdout, arrived), daemon=True).start()
+    deadline = start + timeout
+    clock = _clock(nproc, timeout) if echo else None  # seconds so far, so a quiet start does not look stuck
     try:
-        while (line := arrived.get(timeout=max(0.0, start + timeout - time.monotonic()))) is not None:
+        while True:
+            if time.monotonic() >= deadline:
+                raise queue.Empty
+            if clock is not None:
+                clock.update(int(time.monotonic() - start) - clock.n)
+            try:
+                line = arrived.get(timeout=min(1.0, max(0.0, deadline - time.monotonic())))
+            except queue.Empty:
+                continue  # no line this second: look at the clock again
+            if line is None:
+                break
             lines.append(line)
             if echo:
                 print(line, end="", flush=True)
-        proc.wait(timeout=max(0.1, start + timeout - time.monotonic()))
+        proc.wait(timeout=max(0.1, deadline - time.monotonic()))
     except (queue.Empty, subprocess.TimeoutExpired):
+        if clock is not None:
+            clock.close()
         _stop(proc, grace=3.0)
         tail = "".join(lines[-15:])
         raise TimeoutError(
@@ -124,12 +138,29 @@ def launch(
             f"Last output:\n{tail}"
         ) from None
     except BaseException:  # KeyboardInterrupt (the notebook's stop button) and anything else
+        if clock is not None:
+            clock.close()
         _stop(proc, grace=10.0)
         raise
+    if clock is not None:
+        clock.update(int(time.monotonic() - start) - clock.n)
+        clock.close()
     result = LaunchResult(proc.returncode, "".join(lines), time.monotonic() - start, command)
     if check and result.returncode != 0:
         raise RuntimeError(f"torchrun exited with status {result.returncode}. Last output:\n{result.tail()}")
     return result
+
+
+def _clock(nproc: int, timeout: float):
+    """A progress bar of the seconds spent, out of the time limit (a widget in a notebook, text elsewhere)."""
+    from tqdm.auto import tqdm
+
+    return tqdm(
+        total=max(1, round(timeout)),
+        desc=f"torchrun, {nproc} process(es): seconds of the {timeout:.0f} s limit",
+        unit="s",
+        bar_format="{l_bar}{bar}| {n}/{total} s",  # no ETA: the limit is not a forecast
+    )
 
 
 def _pump(stream: IO[str] | None, into: queue.Queue[str | None]) -> None:
