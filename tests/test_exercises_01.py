@@ -4,30 +4,20 @@ a prediction computed by running the layer)."""
 
 from __future__ import annotations
 
-import json
-import re
-from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 import torch.nn.functional as F
-from support.exercises import accepted, in_ipython, rejected
+from support.exercises import accepted, answer_source, in_ipython, rejected
 from torch import nn
 
 import course_utils as cu
 from course_machinery.checks import lesson01 as checks
 
-NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "01_convolution_basics.ipynb"
-SOLUTION = re.compile(r"^([ \t]*)### BEGIN SOLUTION\n.*?^[ \t]*### END SOLUTION[ \t]*$", re.M | re.S)
 
-
-def _answer_source(exercise: int) -> str:
-    cells = json.loads(NOTEBOOK.read_text(encoding="utf-8"))["cells"]
-    (cell,) = [
-        c for c in cells if c["metadata"].get("nbgrader", {}).get("grade_id") == f"01-e{exercise}-answer"
-    ]
-    return "".join(cell["source"])
+def _answer_source(exercise: int, *, student: bool = False) -> str:
+    return answer_source(f"01-e{exercise}-answer", student=student)
 
 
 def _run(source: str) -> dict[str, Any]:
@@ -43,11 +33,7 @@ def solution(exercise: int, name: str) -> Any:
 
 def placeholder(exercise: int, name: str) -> Any:
     """What the student edition's answer cell defines: nbgrader's `# YOUR CODE HERE` and `...` in the region."""
-    student = SOLUTION.sub(
-        lambda m: f"{m.group(1)}# YOUR CODE HERE\n{m.group(1)}...", _answer_source(exercise)
-    )
-    assert "BEGIN SOLUTION" not in student
-    return _run(student)[name]
+    return _run(_answer_source(exercise, student=True))[name]
 
 
 # The lesson's earlier worked functions (cell-07), as the notebook defines them.

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import re
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ import nbformat
 import pytest
 import torch
 import torch.nn.functional as F
+from support import exercises
 from support.exercises import accepted, in_ipython, rejected
 from torch import nn
 
@@ -19,9 +19,6 @@ import course_utils as cu
 from course_machinery.checks import lesson02 as checks
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "02_simple_cnn.ipynb"
-SOLUTION = re.compile(
-    r"^([ \t]*)### BEGIN SOLUTION\n.*?^[ \t]*### END SOLUTION[ \t]*$", re.DOTALL | re.MULTILINE
-)
 
 
 @cache
@@ -32,12 +29,7 @@ def _cells() -> dict[str, str]:
 
 def answer_source(k: int, *, student: bool = False) -> str:
     """Exercise k's answer cell, as stored (teacher) or as nbgrader hands it out (student)."""
-    source = _cells()[f"02-e{k}-answer"]
-    return (
-        SOLUTION.sub(lambda m: f"{m.group(1)}# YOUR CODE HERE\n{m.group(1)}...", source)
-        if student
-        else source
-    )
+    return exercises.answer_source(f"02-e{k}-answer", student=student)
 
 
 def answer(k: int, name: str, *, student: bool = False) -> Any:

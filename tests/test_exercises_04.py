@@ -7,24 +7,17 @@ import re
 import sys
 import threading
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
-import nbformat
 import pytest
 import torch
-from support.exercises import accepted, rejected
+from support.exercises import accepted, answer_source, rejected
 from torch import nn
 from torchvision.models import resnet18
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 import course_utils as cu
 from course_machinery.checks import lesson04 as checks
-
-NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "04_transfer_learning.ipynb"
-SOLUTION = re.compile(
-    r"^([ \t]*)### BEGIN SOLUTION\n.*?^[ \t]*### END SOLUTION[ \t]*$", re.DOTALL | re.MULTILINE
-)
 
 
 @pytest.fixture(autouse=True)
@@ -36,12 +29,8 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def _answer_cell(exercise: str) -> str:
-    cells = nbformat.read(NOTEBOOK, as_version=4).cells
-    (source,) = [
-        c.source for c in cells if c.metadata.get("nbgrader", {}).get("grade_id") == f"04-{exercise}-answer"
-    ]
-    return source
+def _answer_cell(exercise: str, *, student: bool = False) -> str:
+    return answer_source(f"04-{exercise}-answer", student=student)
 
 
 def _run(source: str) -> dict[str, Any]:
@@ -64,9 +53,7 @@ def solution(exercise: str, name: str) -> Any:
 
 def placeholder(exercise: str, name: str) -> Any:
     """What the student edition's answer cell defines: the solution region replaced as nbgrader replaces it."""
-    student = SOLUTION.sub(lambda m: f"{m.group(1)}# YOUR CODE HERE\n{m.group(1)}...", _answer_cell(exercise))
-    assert "BEGIN SOLUTION" not in student
-    return _run(student)[name]
+    return _run(_answer_cell(exercise, student=True))[name]
 
 
 # --- Exercise 1 (fix): freeze, then add the head ------------------------------------------------------------------

@@ -4,32 +4,20 @@
 from __future__ import annotations
 
 import math
-import re
 import textwrap
 import time
-from pathlib import Path
 from typing import Any
 
-import nbformat
 import pytest
 import torch
-from support.exercises import accepted, rejected
+from support.exercises import accepted, answer_source, rejected
 
 from course_machinery.checks import lesson05 as checks
 from course_utils.data import TensorLoader
 
-NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "05_speed.ipynb"
-_SOLUTION = re.compile(
-    r"^([ \t]*)### BEGIN SOLUTION\n.*?^[ \t]*### END SOLUTION\n?", re.DOTALL | re.MULTILINE
-)
 
-
-def _answer_source(k: int) -> str:
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    (source,) = [
-        c.source for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == f"05-e{k}-answer"
-    ]
-    return source
+def _answer_source(k: int, *, student: bool = False) -> str:
+    return answer_source(f"05-e{k}-answer", student=student)
 
 
 def _run(source: str, **names: Any) -> dict[str, Any]:
@@ -45,8 +33,7 @@ def solution(k: int, name: str) -> Any:
 
 def placeholder(k: int, name: str) -> Any:
     """The function of the student edition: the solution region replaced as nbgrader replaces it."""
-    student = _SOLUTION.sub(lambda m: f"{m.group(1)}# YOUR CODE HERE\n{m.group(1)}...\n", _answer_source(k))
-    return _run(student)[name]
+    return _run(_answer_source(k, student=True))[name]
 
 
 def defined(code: str, **names: Any) -> Any:

@@ -5,14 +5,13 @@ run's own choices, the broken run itself, a fix that fits one data size only).""
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import torch
 import torch.nn.functional as F
-from support.exercises import accepted, rejected
+from support.exercises import accepted, answer_source, rejected
 from torch import nn
 
 from course_machinery.checks import lesson08 as checks
@@ -22,29 +21,9 @@ CELLS = json.loads(NOTEBOOK.read_text(encoding="utf-8"))["cells"]
 STEPS, TARGET = 40, 0.8
 
 
-def cell(grade_id: str) -> str:
-    (source,) = [
-        "".join(c["source"])
-        for c in CELLS
-        if c.get("metadata", {}).get("nbgrader", {}).get("grade_id") == grade_id
-    ]
-    return source
-
-
 def cell_with(text: str) -> str:
     return next(
         "".join(c["source"]) for c in CELLS if c["cell_type"] == "code" and text in "".join(c["source"])
-    )
-
-
-def student(source: str) -> str:
-    """What nbgrader leaves of an answer cell in the student edition."""
-    source = re.sub(r"### BEGIN HIDDEN TESTS.*?### END HIDDEN TESTS\n?", "", source, flags=re.S)
-    return re.sub(
-        r"^([ \t]*)### BEGIN SOLUTION.*?### END SOLUTION",
-        lambda m: f"{m.group(1)}# YOUR CODE HERE\n{m.group(1)}...",
-        source,
-        flags=re.S | re.M,
     )
 
 
@@ -86,8 +65,8 @@ RUN_A_FIXED = define(cell_with("def run_a_fixed"), "run_a_fixed")
 # Exercise 1: dead_channels
 # ---------------------------------------------------------------------------------------------------------
 def test_07_e1():
-    accepted(checks.dead_channels, define(cell("08-e1-answer"), "dead_channels"))
-    rejected(checks.dead_channels, define(student(cell("08-e1-answer")), "dead_channels"))
+    accepted(checks.dead_channels, define(answer_source("08-e1-answer"), "dead_channels"))
+    rejected(checks.dead_channels, define(answer_source("08-e1-answer", student=True), "dead_channels"))
     rejected(checks.dead_channels, None)
 
 
@@ -137,11 +116,11 @@ RUNS = {"08-e2": ("run_b", "run_b_fixed"), "08-e3": ("run_c", "run_c_fixed"), "0
 
 
 def solution(ex: str):
-    return define(cell(f"{ex}-answer"), RUNS[ex][1])
+    return define(answer_source(f"{ex}-answer"), RUNS[ex][1])
 
 
 def broken(ex: str):
-    return define(student(cell(f"{ex}-answer")), RUNS[ex][1])
+    return define(answer_source(f"{ex}-answer", student=True), RUNS[ex][1])
 
 
 @pytest.mark.parametrize("ex", list(RUNS))
@@ -153,7 +132,7 @@ def test_07_runs(ex, bundle):
 
 
 def edited(ex: str, old: str, new: str):
-    source = cell(f"{ex}-answer")
+    source = answer_source(f"{ex}-answer")
     fixed = source[source.index("### BEGIN SOLUTION") :]
     assert old in fixed, old
     return define(fixed.replace(old, new), RUNS[ex][1])

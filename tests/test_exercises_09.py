@@ -9,7 +9,6 @@ stopped); those tests are marked slow and also assert that no process outlived t
 from __future__ import annotations
 
 import linecache
-import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,14 +17,11 @@ import nbformat
 import pytest
 import torch
 import torch.distributed as dist
-from support.exercises import accepted, in_ipython, rejected
+from support.exercises import accepted, answer_source, in_ipython, rejected
 
 from course_machinery.checks import lesson09 as checks
 
 NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "09_scaling_out.ipynb"
-REGION = re.compile(
-    r"^([ \t]*)### BEGIN SOLUTION\n.*?^[ \t]*### END SOLUTION[ \t]*$", re.MULTILINE | re.DOTALL
-)
 TORCHRUN = pytest.mark.skipif(
     not (dist.is_available() and dist.is_gloo_available()),
     reason="this torch build has no torch.distributed with the gloo backend, which torchrun on CPUs needs",
@@ -34,14 +30,7 @@ TORCHRUN = pytest.mark.skipif(
 
 def answer(k: int, *, student: bool = False) -> str:
     """The source of Exercise k's answer cell, as the teacher's edition holds it or as the student edition does."""
-    cells = [
-        c
-        for c in nbformat.read(NOTEBOOK, as_version=4).cells
-        if c.metadata.get("nbgrader", {}).get("grade_id") == f"09-e{k}-answer"
-    ]
-    assert len(cells) == 1, f"one answer cell for Exercise {k}"
-    source = cells[0].source
-    return REGION.sub(lambda m: f"{m[1]}# YOUR CODE HERE\n{m[1]}...", source) if student else source
+    return answer_source(f"09-e{k}-answer", student=student)
 
 
 def defined(source: str, name: str) -> Any:
