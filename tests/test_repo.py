@@ -83,6 +83,13 @@ def test_notebook_follows_the_course_structure(path):
     assert first.startswith(f"# {path.name[:2]} · "), "title '# NN · Title' first"
     for part in ("**Learning objectives**", "**Prerequisites**", "**Time**"):
         assert part in first, f"{path.name}: first cell lacks {part}"
+    time_line = first[first.index("**Time**") :].split("\n\n")[0]
+    assert re.search(r"full run measured[^)]*?\b\d[\d,]* s\b", time_line, re.S), (
+        f"{path.name}: the **Time** line states no measured full run ('full run measured: N s'): {time_line!r}"
+    )
+    assert re.search(r"Smoke\s+run \(COURSE_SMOKE=1\):\s+\d[\d,]* s\b", time_line), (
+        f"{path.name}: the **Time** line states no measured smoke run ('Smoke run (COURSE_SMOKE=1): N s')"
+    )
     setup = [c for c in nb.cells if "setup" in c.metadata.get("tags", [])]
     assert len(setup) == 1 and "import course_utils as cu" in setup[0].source
     markdown = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
