@@ -127,8 +127,6 @@ def launch(
                 print(line, end="", flush=True)
         proc.wait(timeout=max(0.1, deadline - time.monotonic()))
     except (queue.Empty, subprocess.TimeoutExpired):
-        if clock is not None:
-            clock.close()
         _stop(proc, grace=3.0)
         tail = "".join(lines[-15:])
         raise TimeoutError(
@@ -138,13 +136,12 @@ def launch(
             f"Last output:\n{tail}"
         ) from None
     except BaseException:  # KeyboardInterrupt (the notebook's stop button) and anything else
-        if clock is not None:
-            clock.close()
         _stop(proc, grace=10.0)
         raise
-    if clock is not None:
-        clock.update(int(time.monotonic() - start) - clock.n)
-        clock.close()
+    finally:
+        if clock is not None:  # seconds spent, at most the limit (stopping the processes takes longer)
+            clock.update(min(clock.total, int(time.monotonic() - start)) - clock.n)
+            clock.close()
     result = LaunchResult(proc.returncode, "".join(lines), time.monotonic() - start, command)
     if check and result.returncode != 0:
         raise RuntimeError(f"torchrun exited with status {result.returncode}. Last output:\n{result.tail()}")
